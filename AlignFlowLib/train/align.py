@@ -1,0 +1,226 @@
+"""Stage 2, distribution alignment: fine-tune the image generator so its samples match K target references.
+
+Loss per step (DESIGN.md §2):
+    L = MMD²_u(φ(G_θ(z, m)), φ(references))                      (the reward is −MMD²)
+        + λ_anchor · L_FM(θ; source pairs)                        (stay a good generator of source anatomy)
+        + λ_mask · BCE(S(G_θ(z, m)), m)                           (a frozen source segmenter still finds m)
+G_θ is the ODE sampler with gradients through its last k steps (DRaFT-k); φ is frozen EfficientNet-Lite0.
+Early stopping uses MMD² to references held out from the reward.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..config import AlignConfig, to_dict
+from ..device import autocast, seeded_generator
+from ..errors import InputDataError, TrainingDivergedError, choose
+from ..events import EventCallback, StageProgress, ignore_events
+from ..flow.path import flow_matching_loss, interpolate, sample_time
+from ..flow.sampler import sample_ode
+from ..models.lora import apply_lora, merge_lora
+from ..models.velocity import VelocityUNet, drop_masks, guided_velocity
+from ..reward.features import load_feature_extractor
+from ..reward.mmd import mmd2_unbiased
+from ..synthesis import generate_images
+from ..version import __version__
+
+
+def reference_views(images: torch.Tensor) -> torch.Tensor:
+    """(K, C, H, W) → (4K, C, H, W) with flips: more samples for the MMD from few references, same appearance."""
+    return torch.cat([images, images.flip(-1), images.flip(-2), images.flip(-1, -2)])
+
+
+def split_references(count: int, holdout_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices (reward, held-out) of K references; with K = 1 nothing is held out."""
+    order = torch.randperm(count, generator=seeded_generator(seed)).tolist()
+    num_holdout = 0 if count < 2 else min(count - 1, max(1, round(count * holdout_fraction)))
+    return sorted(order[num_holdout:]), sorted(order[:num_holdout])
+
+
+@dataclass
+class AlignResult:
+    model: VelocityUNet                          # the aligned generator (adapters merged), eval mode
+    best_step: int
+    stopped_early: bool
+    history: dict[str, list] = field(default_factory=dict)
+
+
+def _mask_consistency(segmenter: Any, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """BCE between a frozen segmenter's logits on generated images and their conditioning masks."""
+    logits = segmenter.logits(images.float())
+    return F.binary_cross_entropy_with_logits(logits.float(), masks.float())
+
+
+@torch.no_grad()
+def _features(extractor, images: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    return torch.cat([extractor(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, source_masks: torch.Tensor,
+                    references: torch.Tensor, config: AlignConfig, device: torch.device, checkpoint_path: Path,
+                    segmenter: Any | None = None, resume: bool = False, mask_dropout: float = 0.1,
+                    on_event: EventCallback = ignore_events) -> AlignResult:
+    """Fine-tune a copy of `stage1_model` towards the references' feature distribution.
+
+    Args:
+        stage1_model: the stage-1 (EMA) image generator; not modified.
+        source_images, source_masks: (N, C, S, S) in [−1, 1] and (N, 1, S, S) in {0, 1}: anchor data and the
+            conditioning masks for generated samples.
+        references: (K, C, S, S) in [−1, 1], images only, K ≥ 1.
+        segmenter: an `ExportedSegmenter` trained on the source (for the mask-consistency term), or None.
+
+    Raises:
+        InputDataError: no references.
+        TrainingDivergedError: a non-finite loss.
+    """
+    if len(references) == 0:
+        raise InputDataError("no reference images given for alignment")
+    choose("adapter", config.adapter, ("full", "lora"))
+    progress = StageProgress(on_event, "align", config.num_steps)
+    generator = seeded_generator(config.seed)
+
+    # Split references: the reward sees one part, early stopping the other.
+    reward_idx, holdout_idx = split_references(len(references), config.holdout_fraction, config.seed)
+    if not holdout_idx:
+        progress.log("K=1 reference: none can be held out, so early stopping is off and all steps run")
+    extractor = load_feature_extractor(config.feature_size_px, config.style_weight, device)
+    reward_features = _features(extractor, reference_views(references[reward_idx]).to(device))
+    holdout_features = (_features(extractor, reference_views(references[holdout_idx]).to(device))
+                        if holdout_idx else None)
+
+    # Model: a trainable copy, fully or through low-rank adapters.
+    model = copy.deepcopy(stage1_model).to(device).train()
+    model.requires_grad_(True)
+    if config.adapter == "lora":
+        apply_lora(model, config.lora_rank)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
+
+    # Fixed evaluation batch: the same masks and noise at every evaluation.
+    eval_count = min(config.eval_num_images, len(source_masks))
+    eval_index = torch.randperm(len(source_masks), generator=seeded_generator(config.seed + 1))[:eval_count]
+    eval_masks, eval_seeds = source_masks[eval_index], list(range(10_000, 10_000 + eval_count))
+
+    def heldout_mmd() -> float | None:
+        if holdout_features is None:
+            return None
+        images = generate_images(model, eval_masks, eval_seeds, config.sampler, device)
+        return float(mmd2_unbiased(_features(extractor, images.to(device)), holdout_features, config.kernel))
+
+    step, best_step, best_metric, bad_evals, stopped_early = 0, 0, math.inf, 0, False
+    history: dict[str, list] = {"step": [], "loss": [], "mmd": [], "anchor": [], "mask": [],
+                                "eval_step": [], "heldout_mmd": []}
+    best_state = None
+
+    def snapshot() -> dict[str, Any]:
+        return {"kind": "align_state", "library_version": __version__, "step": step, "config": to_dict(config),
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": generator.get_state(),
+                "history": history, "best_step": best_step, "best_metric": best_metric, "bad_evals": bad_evals,
+                "stopped_early": stopped_early,
+                "best_model": best_state if best_state is not None else {}}
+
+    # Resume.
+    if resume and Path(checkpoint_path).is_file():
+        state = load_checkpoint(checkpoint_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["rng"])
+        step, history, best_step = state["step"], state["history"], state["best_step"]
+        best_metric, bad_evals, stopped_early = state["best_metric"], state["bad_evals"], state["stopped_early"]
+        best_state = state["best_model"] or None
+        progress = StageProgress(on_event, "align", config.num_steps, start_step=step)
+        progress.log(f"resumed from step {step}")
+    elif holdout_features is not None:
+        best_metric = heldout_mmd()
+        best_state = copy.deepcopy(model.state_dict())
+        history["eval_step"].append(0)
+        history["heldout_mmd"].append(best_metric)
+        progress.log(f"held-out MMD² before alignment: {best_metric:.4f} "
+                     f"({len(reward_idx)} reward / {len(holdout_idx)} held-out references)")
+
+    while step < config.num_steps and not stopped_early:
+        # Generate a batch through the differentiable sampler.
+        index = torch.randint(len(source_masks), (config.batch_size,), generator=generator)
+        masks = source_masks[index].to(device)
+        noise = torch.randn((config.batch_size, *source_images.shape[1:]), generator=generator).to(device)
+        with autocast(device):
+            images = sample_ode(guided_velocity(model, masks, config.sampler.guidance_scale), noise,
+                                config.sampler.method, config.sampler.num_steps, config.grad_last_steps,
+                                config.checkpoint_activations)
+
+        # Reward: MMD² to the references in feature space.
+        mmd = mmd2_unbiased(extractor(images.float()), reward_features, config.kernel)
+        loss = mmd
+
+        # Anchor: the stage-1 flow-matching loss on source pairs.
+        anchor = torch.zeros((), device=device)
+        if config.anchor_weight > 0:
+            a_index = torch.randint(len(source_images), (config.batch_size,), generator=generator)
+            x1, a_mask = source_images[a_index].to(device), drop_masks(source_masks[a_index], mask_dropout,
+                                                                          generator).to(device)
+            x0 = torch.randn(x1.shape, generator=generator).to(device)
+            path = interpolate(x0, x1, sample_time(len(x1), generator=generator).to(device))
+            with autocast(device):
+                anchor = flow_matching_loss(model(path.x_t, path.t, a_mask), path)
+            loss = loss + config.anchor_weight * anchor
+
+        # Mask consistency: the frozen source segmenter must still find the conditioning mask.
+        consistency = torch.zeros((), device=device)
+        if segmenter is not None and config.mask_consistency_weight > 0:
+            consistency = _mask_consistency(segmenter, images, masks)
+            loss = loss + config.mask_consistency_weight * consistency
+
+        # Update weights.
+        if not math.isfinite(loss.item()):
+            raise TrainingDivergedError(f"align: non-finite loss at step {step}; lower the learning rate")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, config.grad_clip_norm)
+        optimizer.step()
+        step += 1
+
+        # Report.
+        history["step"].append(step)
+        for key, value in (("loss", loss), ("mmd", mmd), ("anchor", anchor), ("mask", consistency)):
+            history[key].append(float(value))
+        metrics = {"loss": float(loss), "mmd": float(mmd), "anchor": float(anchor), "mask": float(consistency)}
+
+        # Early stopping on held-out MMD².
+        if holdout_features is not None and (step % config.eval_every_steps == 0 or step == config.num_steps):
+            metric = heldout_mmd()
+            history["eval_step"].append(step)
+            history["heldout_mmd"].append(metric)
+            metrics["heldout_mmd"] = metric
+            if metric < best_metric:
+                best_metric, best_step, bad_evals = metric, step, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                bad_evals += 1
+                if bad_evals >= config.patience_evals:
+                    stopped_early = True
+                    progress.log(f"early stop at step {step}: held-out MMD² has not improved for "
+                                 f"{bad_evals} evaluations (best {best_metric:.4f} at step {best_step})")
+        progress.update(step, **metrics)
+
+        # Save snapshot.
+        if step % config.checkpoint_every_steps == 0 or step == config.num_steps or stopped_early:
+            save_checkpoint(checkpoint_path, snapshot())
+
+    if holdout_features is None:
+        best_step, best_state = step, model.state_dict()
+    if step == 0 and not Path(checkpoint_path).is_file():
+        save_checkpoint(checkpoint_path, snapshot())
+    model.load_state_dict(best_state)
+    if config.adapter == "lora":
+        merge_lora(model)
+    model.requires_grad_(False)
+    return AlignResult(model.eval(), best_step, stopped_early, history)

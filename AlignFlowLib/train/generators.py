@@ -1,0 +1,73 @@
+"""Stage 1: the mask-conditioned image generator, and the unconditional mask generator, trained on source pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..config import DataConfig, ImageGeneratorConfig, MaskGeneratorConfig, to_dict
+from ..data.folders import PairSet
+from ..events import EventCallback, ignore_events
+from ..models.velocity import VelocityUNet, drop_masks
+from .flow_matching import train_flow_model
+
+
+def random_flip(batch: torch.Tensor, *more: torch.Tensor, generator: torch.Generator):
+    """Horizontal flips (the same for every tensor given): cheap, label-preserving data augmentation."""
+    flip = torch.rand(batch.shape[0], generator=generator) < 0.5
+    out = [torch.where(flip.view(-1, 1, 1, 1).to(t.device), t.flip(-1), t) for t in (batch, *more)]
+    return out if more else out[0]
+
+
+def mask_to_signed_distance(masks: torch.Tensor, clip_px: float = 8.0) -> torch.Tensor:
+    """(B, 1, H, W) {0,1} → signed distance in [−1, 1] (positive inside), clipped at `clip_px` pixels."""
+    from scipy import ndimage
+    import numpy as np
+
+    out = []
+    for mask in masks[:, 0].cpu().numpy().astype(bool):
+        inside = ndimage.distance_transform_edt(mask)
+        outside = ndimage.distance_transform_edt(~mask)
+        out.append(np.clip((inside - outside) / clip_px, -1, 1))
+    return torch.from_numpy(np.stack(out)[:, None].astype(np.float32))
+
+
+def train_image_generator(pairs: PairSet, config: ImageGeneratorConfig, data_config: DataConfig,
+                          device: torch.device, checkpoint_path: Path, resume: bool = False,
+                          on_event: EventCallback = ignore_events) -> VelocityUNet:
+    """v_θ(x_t, t, m) on source pairs, with mask dropout for classifier-free guidance; returns the EMA model."""
+    images, masks = pairs.images, pairs.masks
+
+    def batch(generator: torch.Generator):
+        index = torch.randint(len(images), (config.batch_size,), generator=generator)
+        x1, mask = random_flip(images[index], masks[index], generator=generator)
+        mask = drop_masks(mask, config.mask_dropout, generator)
+        return x1.to(device), mask.to(device)
+
+    meta = {"data_channels": images.shape[1], "condition_channels": 1, "image_size_px": images.shape[-1],
+            "data_config": to_dict(data_config), "num_train_pairs": len(pairs)}
+    return train_flow_model("image_generator", batch, config, meta, device, checkpoint_path, resume, on_event,
+                            stage="image_generator")
+
+
+def train_mask_generator(pairs: PairSet, config: MaskGeneratorConfig, device: torch.device, checkpoint_path: Path,
+                         resume: bool = False, on_event: EventCallback = ignore_events) -> VelocityUNet:
+    """Unconditional v_ψ(m_t, t) on source masks scaled to [−1, 1] (or their signed distance); returns EMA."""
+    if config.target == "sdf":
+        targets = mask_to_signed_distance(pairs.masks)
+    elif config.target == "binary":
+        targets = pairs.masks * 2 - 1
+    else:
+        raise ValueError(f"unknown mask target {config.target!r}; choose binary or sdf")
+
+    def batch(generator: torch.Generator):
+        index = torch.randint(len(targets), (config.batch_size,), generator=generator)
+        rotations = int(torch.randint(4, (1,), generator=generator))
+        m1 = random_flip(targets[index], generator=generator).rot90(rotations, dims=(-2, -1))
+        return m1.contiguous().to(device), None
+
+    meta = {"data_channels": 1, "condition_channels": 0, "image_size_px": targets.shape[-1],
+            "num_train_masks": len(pairs)}
+    return train_flow_model("mask_generator", batch, config, meta, device, checkpoint_path, resume, on_event,
+                            stage="mask_generator")
