@@ -1,0 +1,300 @@
+"""`alignflow`: the terminal front end. Flags map onto the config dataclasses here and nowhere else.
+
+Every long command takes `--progress jsonl` (one JSON event per line on stdout, for the Slicer module) or shows a
+progress bar on stderr. Failures end with one line `error: <file>: <problem>` and an exit code from `errors.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .errors import AlignFlowError, CancelledByUser
+from .events import EventFanout, JsonlPrinter, JsonlWriter, ProgressBar
+
+EXIT_CODES_HELP = """exit codes:
+  0    success
+  1    unexpected internal error (a bug; the traceback is in the run folder's events.jsonl)
+  2    command-line usage error
+  3    bad input data (missing/empty/unreadable file or folder, image without mask, size mismatch, bad mask)
+  4    run-folder problem (nothing to resume, a checkpoint that does not load)
+  5    training diverged (non-finite loss)
+  130  cancelled (SIGINT/SIGTERM); the run folder stays consistent: continue with --resume
+"""
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+    parser.add_argument("--progress", choices=("bar", "jsonl"), default="bar",
+                        help="bar: human progress bar on stderr; jsonl: one JSON event per line on stdout")
+    parser.add_argument("--seed", type=int, default=None, help="override every stage's seed offset")
+
+
+def _size_and_steps(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="default", help="configuration preset: demo | default")
+    parser.add_argument("--image-size", type=int, default=None, help="working resolution in pixels (square)")
+    parser.add_argument("--channels", type=int, choices=(1, 3), default=None, help="1 = grey, 3 = RGB")
+    parser.add_argument("--slice-axis", type=int, choices=(0, 1, 2), default=None,
+                        help="for 3-D volumes: axis to slice along (0=x, 1=y, 2=z)")
+    parser.add_argument("--steps", type=int, default=None, help="image-generator training steps")
+    parser.add_argument("--mask-steps", type=int, default=None, help="mask-generator training steps")
+    parser.add_argument("--align-steps", type=int, default=None, help="stage-2 fine-tuning steps")
+    parser.add_argument("--segmenter-steps", type=int, default=None, help="segmenter training steps")
+    parser.add_argument("--num", type=int, default=None, help="number of synthetic pairs")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="JSON file with RunConfig fields (as in a run folder's config.json 'config')")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alignflow", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXIT_CODES_HELP,
+        description="Few-shot distribution-aligned flow matching: synthesise target-styled image-mask pairs "
+                    "from source pairs and a few unlabelled target references.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="whole pipeline on built-in phantom domains; writes report.html",
+                               epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder")
+    demo.add_argument("--resume", action="store_true", help="continue an interrupted demo")
+    _common(demo)
+
+    train = commands.add_parser("train", help="stage 1: image generator + mask generator on source pairs",
+                                epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("--source", type=Path, help="pair folder (images/ + masks/ with matching stems)")
+    train.add_argument("--out", type=Path, required=True, help="run folder")
+    train.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoints")
+    _size_and_steps(train)
+    _common(train)
+
+    align = commands.add_parser("align", help="stage 2: fine-tune the generator towards target references",
+                                epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    align.add_argument("--run", type=Path, required=True, help="run folder made by `alignflow train`")
+    align.add_argument("--references", type=Path, required=True, help="folder of 1-10 target images (no masks)")
+    align.add_argument("--align-steps", type=int, default=None, help="fine-tuning steps")
+    align.add_argument("--adapter", choices=("full", "lora"), default=None, help="full fine-tuning or LoRA")
+    align.add_argument("--resume", action="store_true")
+    _common(align)
+
+    synth = commands.add_parser("synthesize", help="write generated image-mask pairs with a manifest",
+                                epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    synth.add_argument("--run", type=Path, required=True)
+    synth.add_argument("--num", type=int, default=None, help="number of pairs")
+    synth.add_argument("--mask-source", choices=("generated", "source"), default=None,
+                       help="new masks from the mask generator, or real source masks (ablation)")
+    synth.add_argument("--generator", choices=("aligned", "stage1"), default="aligned")
+    synth.add_argument("--sampler", choices=("euler", "heun"), default=None)
+    synth.add_argument("--sampler-steps", type=int, default=None)
+    synth.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (1 = off)")
+    synth.add_argument("--out", type=Path, default=None, help="output pair folder (default RUN/synthetic)")
+    _common(synth)
+
+    run = commands.add_parser("run", help="everything: train, align, synthesize, segmenter (+ evaluate)",
+                              epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("--source", type=Path, help="pair folder")
+    run.add_argument("--references", type=Path, help="folder of target reference images")
+    run.add_argument("--test", type=Path, default=None, help="labelled target pair folder to evaluate on")
+    run.add_argument("--out", type=Path, required=True, help="run folder")
+    run.add_argument("--resume", action="store_true")
+    _size_and_steps(run)
+    _common(run)
+
+    seg = commands.add_parser("segmenter", help="train, evaluate or export a segmenter")
+    seg_commands = seg.add_subparsers(dest="segmenter_command", required=True)
+    seg_train = seg_commands.add_parser("train", help="train on source pairs (+ synthetic pairs); exports it",
+                                        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    seg_train.add_argument("--source", type=Path, required=True, help="real pair folder")
+    seg_train.add_argument("--synthetic", type=Path, default=None, help="synthetic pair folder")
+    seg_train.add_argument("--out", type=Path, required=True, help="segmenter folder (exported/ inside)")
+    seg_train.add_argument("--arch", default=None, help="unet | segresnet | attentionunet | basicunet")
+    seg_train.add_argument("--steps", type=int, default=None)
+    seg_train.add_argument("--ratio", type=float, default=None, help="share of synthetic pairs per batch")
+    seg_train.add_argument("--image-size", type=int, default=None)
+    seg_train.add_argument("--channels", type=int, choices=(1, 3), default=None)
+    seg_train.add_argument("--preset", default="default")
+    seg_train.add_argument("--resume", action="store_true")
+    _common(seg_train)
+    seg_eval = seg_commands.add_parser("evaluate", help="mDice/mIoU per image at threshold 0.5",
+                                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    seg_eval.add_argument("--model", type=Path, required=True, help="exported segmenter folder")
+    seg_eval.add_argument("--data", type=Path, required=True, help="labelled pair folder")
+    seg_eval.add_argument("--out", type=Path, default=None, help="write the metrics JSON here")
+    _common(seg_eval)
+    seg_export = seg_commands.add_parser("export", help="export a trained segmenter checkpoint (TorchScript + "
+                                         "model.json)", epilog=EXIT_CODES_HELP,
+                                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    seg_export.add_argument("--run", type=Path, required=True,
+                            help="segmenter folder from `segmenter train`, or a run folder")
+    seg_export.add_argument("--out", type=Path, required=True, help="export folder")
+    _common(seg_export)
+    return parser
+
+
+def resolve_config(args: argparse.Namespace):
+    """Preset + optional JSON file + flags → a RunConfig (the one place flags meet configs)."""
+    from .config import RunConfig, from_dict, replace, to_dict
+    from .presets import preset
+
+    config = preset(getattr(args, "preset", "default"))
+    if getattr(args, "config", None) is not None:
+        try:
+            overrides = json.loads(Path(args.config).read_text())
+        except (OSError, ValueError) as error:
+            raise AlignFlowError(f"cannot read configuration ({error})", args.config) from error
+        merged = to_dict(config)
+        for section, values in overrides.get("config", overrides).items():
+            if isinstance(values, dict) and isinstance(merged.get(section), dict):
+                merged[section].update(values)
+            else:
+                merged[section] = values
+        config = from_dict(RunConfig, merged)
+    data = config.data
+    if getattr(args, "image_size", None):
+        data = replace(data, image_size_px=args.image_size)
+    if getattr(args, "channels", None):
+        data = replace(data, channels=args.channels)
+    if getattr(args, "slice_axis", None) is not None:
+        data = replace(data, slice_axis=args.slice_axis)
+    changes: dict[str, Any] = {"data": data}
+    if getattr(args, "steps", None):
+        changes["image_generator"] = replace(config.image_generator, num_steps=args.steps)
+    if getattr(args, "mask_steps", None):
+        changes["mask_generator"] = replace(config.mask_generator, num_steps=args.mask_steps)
+    if getattr(args, "align_steps", None):
+        changes["align"] = replace(config.align, num_steps=args.align_steps)
+    if getattr(args, "segmenter_steps", None):
+        changes["segmenter"] = replace(config.segmenter, num_steps=args.segmenter_steps)
+    if getattr(args, "num", None):
+        changes["synthesis"] = replace(config.synthesis, num_pairs=args.num)
+    return replace(config, **changes)
+
+
+def _command(args: argparse.Namespace, on_event) -> dict[str, Any]:
+    """Run one command; returns the payload of the final `done` event."""
+    from . import pipeline
+    from .config import replace
+    from .device import select_device
+    from .run_folder import RunFolder
+
+    device = select_device(args.device)
+    on_event({"event": "log", "message": f"device: {device}"})
+
+    if args.command == "demo":
+        from .demo import run_demo
+
+        metrics = run_demo(args.out, device, resume=args.resume, on_event=on_event)
+        on_event({"event": "log", "message": "\n" + metrics["table"]})
+        return {"report": str(Path(args.out) / "run" / "report.html"), "metrics": {
+            k: v for k, v in metrics.items() if k != "table"}}
+
+    if args.command in ("train", "run"):
+        inputs = {"source": str(args.source) if args.source else None}
+        if args.command == "run":
+            inputs.update(references=str(args.references) if args.references else None,
+                          test=str(args.test) if args.test else None)
+        if not args.resume and args.source is None:
+            raise AlignFlowError("--source is required (or --resume an existing run)")
+        run, _, stored_inputs = pipeline.start_run(args.out, resolve_config(args), inputs, args.resume)
+        if args.command == "train":
+            pipeline.train_generators(run, device, args.resume, on_event)
+            return {"run": str(run.root)}
+        references = stored_inputs.get("references")
+        if not references:
+            raise AlignFlowError("--references is required")
+        test = stored_inputs.get("test")
+        results = pipeline.run_all(run, Path(references), device, Path(test) if test else None, args.resume,
+                                   on_event)
+        return {"run": str(run.root), **results}
+
+    if args.command == "align":
+        run = RunFolder(args.run)
+        config, inputs = run.load_config()
+        if args.align_steps or args.adapter:
+            align_config = config.align
+            if args.align_steps:
+                align_config = replace(align_config, num_steps=args.align_steps)
+            if args.adapter:
+                align_config = replace(align_config, adapter=args.adapter)
+            run.save_config(replace(config, align=align_config), inputs)
+        run.update_inputs(references=str(args.references))
+        summary = pipeline.align(run, args.references, device, args.resume, on_event)
+        return {"run": str(run.root), **summary}
+
+    if args.command == "synthesize":
+        run = RunFolder(args.run)
+        config, _ = run.load_config()
+        synthesis = config.synthesis
+        sampler = synthesis.sampler
+        if args.sampler:
+            sampler = replace(sampler, method=args.sampler)
+        if args.sampler_steps:
+            sampler = replace(sampler, num_steps=args.sampler_steps)
+        if args.guidance is not None:
+            sampler = replace(sampler, guidance_scale=args.guidance)
+        synthesis = replace(synthesis, sampler=sampler)
+        if args.num:
+            synthesis = replace(synthesis, num_pairs=args.num)
+        if args.mask_source:
+            synthesis = replace(synthesis, mask_source=args.mask_source)
+        if args.seed is not None:
+            synthesis = replace(synthesis, seed=args.seed)
+        out = pipeline.synthesize(run, device, synthesis, args.out, args.generator, on_event)
+        return {"pairs": str(out)}
+
+    if args.command == "segmenter":
+        from . import segmenter_commands
+
+        return segmenter_commands.dispatch(args, device, on_event)
+    raise AlignFlowError(f"unknown command {args.command!r}")
+
+
+def _install_signal_handlers() -> None:
+    """SIGTERM (the Slicer module's Cancel) behaves like Ctrl-C: unwind, keep the last atomic checkpoint."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    sinks = [JsonlPrinter() if args.progress == "jsonl" else ProgressBar()]
+    run_root = getattr(args, "out", None) if args.command in ("train", "run") else getattr(args, "run", None)
+    if args.command == "demo":
+        run_root = Path(args.out) / "run"
+    log_writer = None
+    if run_root is not None and args.command != "segmenter":
+        log_writer = JsonlWriter(Path(run_root) / "events.jsonl")
+        sinks.append(log_writer)
+    on_event = EventFanout(*sinks)
+    _install_signal_handlers()
+    try:
+        payload = _command(args, on_event)
+        on_event({"event": "done", "message": "done", **payload})
+        return 0
+    except KeyboardInterrupt:
+        error = CancelledByUser("cancelled; the run folder is consistent, continue with --resume")
+        on_event({"event": "error", "message": str(error), "exit_code": error.exit_code})
+        return error.exit_code
+    except AlignFlowError as error:
+        on_event({"event": "error", "message": str(error), "exit_code": error.exit_code})
+        return error.exit_code
+    except Exception as error:  # a bug: one line for the user, the traceback in the run log
+        message = f"internal error: {type(error).__name__}: {error}"
+        if log_writer is not None:
+            log_writer({"event": "traceback", "message": traceback.format_exc()})
+        on_event({"event": "error", "message": message.splitlines()[0], "exit_code": 1})
+        return 1
+    finally:
+        if log_writer is not None:
+            log_writer.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

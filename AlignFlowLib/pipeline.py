@@ -1,0 +1,207 @@
+"""The stages as library calls over a run folder; the CLI, the Slicer module and the benchmark all call these.
+
+Each stage reads what the previous ones left in the run folder, so stages can run as separate commands
+(`train`, `align`, `synthesize`) or all at once (`run`), and every stage resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import ImageGeneratorConfig, MaskGeneratorConfig, RunConfig, SegmenterConfig, SynthesisConfig, to_dict
+from .data.folders import PairSet, load_pairs, load_references, write_pairs
+from .errors import RunFolderError
+from .events import EventCallback, StageProgress, ignore_events
+from .run_folder import RunFolder
+from .segmenter.export import ExportedSegmenter, export_segmenter
+from .segmenter.train import train_segmenter
+from .synthesis import generate_images, generate_masks
+from .train.align import align_generator
+from .train.flow_matching import rebuild_flow_model
+from .train.generators import train_image_generator, train_mask_generator
+from .version import __version__
+
+log = logging.getLogger(__name__)
+
+
+def _source_pairs(run: RunFolder, config: RunConfig, inputs: dict[str, Any]) -> PairSet:
+    if not inputs.get("source"):
+        raise RunFolderError("config.json names no source pair folder", run.config_path)
+    return load_pairs(Path(inputs["source"]), config.data)
+
+
+def start_run(run_dir: Path, config: RunConfig, inputs: dict[str, Any], resume: bool) -> tuple[RunFolder, RunConfig,
+                                                                                               dict[str, Any]]:
+    """Create a run folder, or reopen one with `resume` (its stored config wins over new settings)."""
+    run = RunFolder(Path(run_dir))
+    if resume:
+        stored_config, stored_inputs = run.load_config()
+        stored_inputs.update({k: v for k, v in inputs.items() if v is not None})
+        run.save_config(stored_config, stored_inputs)
+        return run, stored_config, stored_inputs
+    if run.has_checkpoints():
+        raise RunFolderError("already holds a run; add --resume to continue it or choose a new --out folder",
+                             run.root)
+    run.save_config(config, inputs)
+    return run, config, inputs
+
+
+def train_generators(run: RunFolder, device: torch.device, resume: bool = False,
+                     on_event: EventCallback = ignore_events) -> None:
+    """Stage 1: the image generator and the mask generator on the run's source pairs."""
+    config, inputs = run.load_config()
+    pairs = _source_pairs(run, config, inputs)
+    StageProgress(on_event, "data", 1).log(f"{len(pairs)} source pairs at {config.data.image_size_px} px")
+    train_image_generator(pairs, config.image_generator, config.data, device, run.image_generator, resume, on_event)
+    train_mask_generator(pairs, config.mask_generator, device, run.mask_generator, resume, on_event)
+
+
+def load_image_generator(path: Path, device: torch.device):
+    return rebuild_flow_model(load_checkpoint(path), ImageGeneratorConfig).to(device)
+
+
+def load_mask_generator(path: Path, device: torch.device):
+    return rebuild_flow_model(load_checkpoint(path), MaskGeneratorConfig).to(device)
+
+
+def ensure_source_segmenter(run: RunFolder, pairs: PairSet, config: RunConfig, device: torch.device,
+                            resume: bool, on_event: EventCallback) -> ExportedSegmenter:
+    """The frozen source-only segmenter: the mask-consistency judge in stage 2 and the source-only baseline."""
+    exported = run.source_segmenter / "exported"
+    if not (exported / "model.json").is_file():
+        model = train_segmenter(pairs.images, pairs.masks, config.segmenter, device, on_event,
+                                checkpoint_path=run.checkpoint("source_segmenter_last"), resume=resume,
+                                stage="source_segmenter")
+        export_segmenter(model, exported, architecture=config.segmenter.architecture,
+                         in_channels=pairs.images.shape[1], image_size_px=config.data.image_size_px,
+                         resize_mode=config.data.resize_mode,
+                         training_summary={"data": "source only", "num_pairs": len(pairs),
+                                           "config": to_dict(config.segmenter)})
+    return ExportedSegmenter.load(exported, device=device)
+
+
+def align(run: RunFolder, references_dir: Path, device: torch.device, resume: bool = False,
+          on_event: EventCallback = ignore_events) -> dict[str, Any]:
+    """Stage 2: fine-tune the stage-1 generator towards the references; saves `aligned_generator.pt`."""
+    config, inputs = run.load_config()
+    pairs = _source_pairs(run, config, inputs)
+    references = load_references(Path(references_dir), config.data)
+    if not run.image_generator.is_file():
+        raise RunFolderError("has no trained image generator; run `alignflow train` first", run.root)
+    stage1_state = load_checkpoint(run.image_generator)
+    stage1 = rebuild_flow_model(stage1_state, ImageGeneratorConfig).to(device)
+    segmenter = ensure_source_segmenter(run, pairs, config, device, resume, on_event)
+    result = align_generator(stage1, pairs.images, pairs.masks, references.images, config.align, device,
+                             run.align_state, segmenter=segmenter, resume=resume,
+                             mask_dropout=config.image_generator.mask_dropout, on_event=on_event)
+    aligned_state = result.model.state_dict()
+    save_checkpoint(run.aligned_generator, {
+        "kind": "image_generator", "library_version": __version__, "step": stage1_state["step"],
+        "config": stage1_state["config"], "meta": {**stage1_state["meta"], "aligned": True,
+                                                   "references": references.names},
+        "model": aligned_state, "ema": aligned_state, "align": {"best_step": result.best_step,
+                                                                "stopped_early": result.stopped_early,
+                                                                "history": result.history}})
+    summary = {"best_step": result.best_step, "stopped_early": result.stopped_early,
+               "num_references": len(references), "heldout_mmd": result.history.get("heldout_mmd", [])}
+    run.update_metrics(align=summary)
+    return summary
+
+
+def synthesize(run: RunFolder, device: torch.device, config: SynthesisConfig | None = None, out_dir: Path | None = None,
+               generator: str = "aligned", on_event: EventCallback = ignore_events) -> Path:
+    """Write `config.num_pairs` generated pairs (pair k from seed `config.seed + k`) with a manifest."""
+    run_config, inputs = run.load_config()
+    config = config or run_config.synthesis
+    out_dir = Path(out_dir) if out_dir else run.synthetic
+    checkpoint = run.aligned_generator if generator == "aligned" else run.image_generator
+    if not checkpoint.is_file():
+        step = "align" if generator == "aligned" else "train"
+        raise RunFolderError(f"has no {generator} generator; run `alignflow {step}` first", run.root)
+    image_model = load_image_generator(checkpoint, device)
+    pairs = _source_pairs(run, run_config, inputs)
+    progress = StageProgress(on_event, "synthesize", config.num_pairs)
+    if config.mask_source == "generated":
+        mask_model = load_mask_generator(run.mask_generator, device)
+        generated = generate_masks(mask_model, config.num_pairs, config.seed, pairs.masks, run_config.mask_generator,
+                                   device)
+        masks, mask_stats = generated.masks, generated.stats
+        if len(masks) < config.num_pairs:
+            progress.log(f"mask generator gave only {len(masks)} acceptable masks of {config.num_pairs} asked")
+    elif config.mask_source == "source":
+        order = torch.arange(config.num_pairs) % len(pairs)
+        masks, mask_stats = pairs.masks[order], {"source": "real source masks"}
+    else:
+        raise ValueError(f"unknown mask source {config.mask_source!r}; choose generated or source")
+    images = []
+    for start in range(0, len(masks), config.batch_size):
+        chunk = masks[start:start + config.batch_size]
+        seeds = list(range(config.seed + start, config.seed + start + len(chunk)))
+        images.append(generate_images(image_model, chunk, seeds, config.sampler, device, config.batch_size))
+        progress.update(start + len(chunk))
+    images_t = torch.cat(images) if images else torch.empty(0)
+    names = [f"synth_{config.seed + k:06d}" for k in range(len(masks))]
+    manifest = {"library_version": __version__, "generator": generator, "checkpoint": str(checkpoint),
+                "run": str(run.root), "seeds": [config.seed + k for k in range(len(masks))],
+                "config": to_dict(config), "mask_generator": mask_stats, "names": names}
+    write_pairs(out_dir, images_t, masks, names, manifest)
+    return out_dir
+
+
+def train_final_segmenter(run: RunFolder, device: torch.device, synthetic_dir: Path | None = None,
+                          resume: bool = False, on_event: EventCallback = ignore_events) -> Path:
+    """Segmenter on source + synthetic pairs, exported to RUN/segmenter/exported."""
+    config, inputs = run.load_config()
+    pairs = _source_pairs(run, config, inputs)
+    synthetic = load_pairs(Path(synthetic_dir or run.synthetic), config.data)
+    model = train_segmenter(pairs.images, pairs.masks, config.segmenter, device, on_event,
+                            synthetic_images=synthetic.images, synthetic_masks=synthetic.masks,
+                            checkpoint_path=run.checkpoint("segmenter_last"), resume=resume, stage="segmenter")
+    return export_segmenter(model, run.segmenter / "exported", architecture=config.segmenter.architecture,
+                            in_channels=pairs.images.shape[1], image_size_px=config.data.image_size_px,
+                            resize_mode=config.data.resize_mode,
+                            training_summary={"data": "source + AlignFlow synthetic", "num_source_pairs": len(pairs),
+                                              "num_synthetic_pairs": len(synthetic),
+                                              "config": to_dict(config.segmenter)})
+
+
+def evaluate_exported(model_dir: Path, data_dir: Path, device: torch.device) -> dict[str, Any]:
+    """mDice/mIoU (per image, threshold 0.5) of an exported segmenter on a pair folder."""
+    segmenter = ExportedSegmenter.load(Path(model_dir), device=device)
+    from .config import DataConfig
+
+    meta = segmenter.meta
+    data = load_pairs(Path(data_dir), DataConfig(image_size_px=meta["image_size_px"], channels=meta["in_channels"],
+                                                 resize_mode=meta.get("resize_mode", "letterbox")))
+    probs = segmenter.predict_probs(data.images)
+    from .segmenter.metrics import dice_iou, summarize
+
+    result = summarize(*dice_iou(probs > meta.get("threshold", 0.5), data.masks > 0.5))
+    result["names"] = data.names
+    return result
+
+
+def run_all(run: RunFolder, references_dir: Path, device: torch.device, test_dir: Path | None = None,
+            resume: bool = False, on_event: EventCallback = ignore_events) -> dict[str, Any]:
+    """Everything: stage 1, stage 2, synthesis, segmenter on source + synthetic, and (optionally) evaluation."""
+    train_generators(run, device, resume, on_event)
+    align(run, references_dir, device, resume, on_event)
+    synthesize(run, device, on_event=on_event)
+    exported = train_final_segmenter(run, device, resume=resume, on_event=on_event)
+    results: dict[str, Any] = {"segmenter": str(exported)}
+    if test_dir is not None:
+        results["target_test"] = {
+            "source_only": _brief(evaluate_exported(run.source_segmenter / "exported", test_dir, device)),
+            "source_plus_aligned_synthetic": _brief(evaluate_exported(exported, test_dir, device)),
+        }
+        run.update_metrics(target_test=results["target_test"])
+    return results
+
+
+def _brief(result: dict[str, Any]) -> dict[str, Any]:
+    return {"mdice": result["mdice"], "miou": result["miou"], "num_images": result["num_images"]}

@@ -1,0 +1,97 @@
+"""`alignflow segmenter train | evaluate | export`: the downstream segmenter on its own, outside a run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import load_checkpoint, write_json_atomic
+from .config import SegmenterConfig, from_dict, replace, to_dict
+from .data.folders import load_pairs
+from .errors import AlignFlowError, RunFolderError
+from .events import EventCallback
+
+
+def _train(args: argparse.Namespace, device: torch.device, on_event: EventCallback) -> dict[str, Any]:
+    from .cli import resolve_config
+    from .segmenter.export import export_segmenter
+    from .segmenter.train import train_segmenter
+
+    config = resolve_config(args)
+    segmenter = config.segmenter
+    if args.arch:
+        segmenter = replace(segmenter, architecture=args.arch)
+    if args.steps:
+        segmenter = replace(segmenter, num_steps=args.steps)
+    if args.ratio is not None:
+        segmenter = replace(segmenter, synthetic_ratio=args.ratio)
+    if args.seed is not None:
+        segmenter = replace(segmenter, seed=args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "config.json", {"data": to_dict(config.data), "segmenter": to_dict(segmenter),
+                                            "source": str(args.source),
+                                            "synthetic": str(args.synthetic) if args.synthetic else None})
+    real = load_pairs(args.source, config.data)
+    synthetic = load_pairs(args.synthetic, config.data) if args.synthetic else None
+    model = train_segmenter(real.images, real.masks, segmenter, device, on_event,
+                            synthetic_images=synthetic.images if synthetic else None,
+                            synthetic_masks=synthetic.masks if synthetic else None,
+                            checkpoint_path=out / "checkpoints" / "last.pt", resume=args.resume)
+    exported = export_segmenter(model, out / "exported", architecture=segmenter.architecture,
+                                in_channels=config.data.channels, image_size_px=config.data.image_size_px,
+                                resize_mode=config.data.resize_mode,
+                                training_summary={"num_source_pairs": len(real),
+                                                  "num_synthetic_pairs": len(synthetic) if synthetic else 0,
+                                                  "config": to_dict(segmenter)})
+    return {"exported": str(exported)}
+
+
+def _evaluate(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    from .pipeline import evaluate_exported
+
+    model_dir = Path(args.model)
+    if not (model_dir / "model.json").is_file() and (model_dir / "exported" / "model.json").is_file():
+        model_dir = model_dir / "exported"
+    result = evaluate_exported(model_dir, args.data, device)
+    if args.out:
+        write_json_atomic(Path(args.out), result)
+    return {"mdice": result["mdice"], "miou": result["miou"], "num_images": result["num_images"]}
+
+
+def _export(args: argparse.Namespace) -> dict[str, Any]:
+    from .segmenter.export import export_segmenter
+    from .segmenter.train import load_segmenter_checkpoint
+
+    folder = Path(args.run)
+    candidates = [folder / "checkpoints" / "last.pt", folder / "checkpoints" / "segmenter_last.pt"]
+    checkpoint = next((c for c in candidates if c.is_file()), None)
+    if checkpoint is None:
+        raise RunFolderError("holds no segmenter checkpoint (checkpoints/last.pt or checkpoints/segmenter_last.pt)",
+                             folder)
+    state = load_checkpoint(checkpoint)
+    model = load_segmenter_checkpoint(checkpoint)
+    config_file = folder / "config.json"
+    stored = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    data = stored.get("data") or stored.get("config", {}).get("data") or {}
+    if "image_size_px" not in data:
+        raise RunFolderError("config.json does not record the working size", config_file)
+    exported = export_segmenter(model, Path(args.out), architecture=state["architecture"],
+                                in_channels=state["in_channels"], image_size_px=data["image_size_px"],
+                                resize_mode=data.get("resize_mode", "letterbox"),
+                                training_summary={"config": from_dict(SegmenterConfig, state["config"]).__dict__})
+    return {"exported": str(exported)}
+
+
+def dispatch(args: argparse.Namespace, device: torch.device, on_event: EventCallback) -> dict[str, Any]:
+    if args.segmenter_command == "train":
+        return _train(args, device, on_event)
+    if args.segmenter_command == "evaluate":
+        return _evaluate(args, device)
+    if args.segmenter_command == "export":
+        return _export(args)
+    raise AlignFlowError(f"unknown segmenter command {args.segmenter_command!r}")
