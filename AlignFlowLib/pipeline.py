@@ -189,6 +189,11 @@ def evaluate_exported(model_dir: Path, data_dir: Path, device: torch.device) -> 
 def run_all(run: RunFolder, references_dir: Path, device: torch.device, test_dir: Path | None = None,
             resume: bool = False, on_event: EventCallback = ignore_events) -> dict[str, Any]:
     """Everything: stage 1, stage 2, synthesis, segmenter on source + synthetic, and (optionally) evaluation."""
+    # Fail on bad references or test data now, not after an hour of training.
+    config, _ = run.load_config()
+    load_references(Path(references_dir), config.data)
+    if test_dir is not None:
+        load_pairs(Path(test_dir), config.data)
     train_generators(run, device, resume, on_event)
     align(run, references_dir, device, resume, on_event)
     synthesize(run, device, on_event=on_event)
