@@ -104,6 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     _size_and_steps(run)
     _common(run)
 
+    bench = commands.add_parser("bench", help="real-data benchmark with baselines (results.json + report.html)",
+                                epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench.add_argument("benchmark", choices=("polyp",), help="polyp: Kvasir-SEG -> CVC-ClinicDB")
+    bench.add_argument("--data", type=Path, default=Path("../shared/data/polyp"),
+                       help="folder with splits.json and the two datasets")
+    bench.add_argument("--preset", default="smoke", help="smoke | cpu | gpu | gpu-full")
+    bench.add_argument("--out", type=Path, default=None, help="default bench/results/<preset>-<device>")
+    _common(bench)
+
     seg = commands.add_parser("segmenter", help="train, evaluate or export a segmenter")
     seg_commands = seg.add_subparsers(dest="segmenter_command", required=True)
     seg_train = seg_commands.add_parser("train", help="train on source pairs (+ synthetic pairs); exports it",
@@ -245,6 +254,17 @@ def _command(args: argparse.Namespace, on_event) -> dict[str, Any]:
             synthesis = replace(synthesis, seed=args.seed)
         out = pipeline.synthesize(run, device, synthesis, args.out, args.generator, on_event)
         return {"pairs": str(out)}
+
+    if args.command == "bench":
+        from .bench.polyp import run_polyp_benchmark
+
+        out = args.out or Path("bench/results") / f"{args.preset}-{device.type}"
+        results = run_polyp_benchmark(args.data, out, args.preset, device, on_event)
+        from .bench.report import method_rows
+
+        table = "\n".join(" | ".join(str(c) for c in row) for row in method_rows(results))
+        on_event({"event": "log", "message": "\n" + table})
+        return {"results": str(Path(out) / "results.json"), "wall_time_s": results["wall_time_s"]}
 
     if args.command == "segmenter":
         from . import segmenter_commands
