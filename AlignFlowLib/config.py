@@ -89,7 +89,7 @@ class AlignConfig:
     checkpoint_activations: bool = True
     kernel: str = "rbf"               # rbf (multi-bandwidth) | kid (cubic polynomial)
     feature_size_px: int = 96         # images are resized to this before the feature extractor
-    style_weight: float = 1.0         # weight of early-layer channel mean/std features vs deep pooled features
+    style_weight: float = 4.0         # weight of early-layer channel mean/std (112-d) vs deep pooled (1280-d) features
     anchor_weight: float = 0.5        # stage-1 flow-matching loss on source pairs (keeps the model a generator)
     mask_consistency_weight: float = 0.1  # frozen source segmenter must find the conditioning mask
     holdout_fraction: float = 0.4     # share of the references held out from the reward for early stopping

@@ -13,7 +13,7 @@ DEMO = RunConfig(
                                          ema_halflife_steps=50, checkpoint_every_steps=100),
     mask_generator=MaskGeneratorConfig(channels=(16, 32, 32), num_steps=500, batch_size=16, learning_rate=1e-3,
                                        ema_halflife_steps=50, checkpoint_every_steps=100, sampler_steps=16),
-    align=AlignConfig(num_steps=80, batch_size=8, learning_rate=1e-4, sampler=SamplerConfig(num_steps=8),
+    align=AlignConfig(num_steps=120, batch_size=8, learning_rate=1e-4, sampler=SamplerConfig(num_steps=8),
                       feature_size_px=64, eval_every_steps=10, eval_num_images=24, patience_evals=4,
                       checkpoint_every_steps=20),
     synthesis=SynthesisConfig(num_pairs=200, sampler=SamplerConfig(num_steps=12), batch_size=50),

@@ -190,9 +190,9 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
 
         # Report.
         history["step"].append(step)
-        for key, value in (("loss", loss), ("mmd", mmd), ("anchor", anchor), ("mask", consistency)):
-            history[key].append(float(value))
-        metrics = {"loss": float(loss), "mmd": float(mmd), "anchor": float(anchor), "mask": float(consistency)}
+        metrics = {"loss": loss.item(), "mmd": mmd.item(), "anchor": anchor.item(), "mask": consistency.item()}
+        for key, value in metrics.items():
+            history[key].append(value)
 
         # Early stopping on held-out MMD².
         if holdout_features is not None and (step % config.eval_every_steps == 0 or step == config.num_steps):
