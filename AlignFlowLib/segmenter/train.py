@@ -1,0 +1,149 @@
+"""Training the downstream segmenter on real source pairs plus, optionally, synthetic pairs."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..config import SegmenterConfig, from_dict
+from ..device import autocast, seeded_generator
+from ..errors import TrainingDivergedError
+from ..events import EventCallback, StageProgress, ignore_events
+from .metrics import dice_iou, summarize
+from .model import build_segmenter
+
+
+def augment_pairs(images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Geometric (flips, 90° rotations; same for image and mask) and mild photometric jitter (image only)."""
+    if torch.rand(1, generator=generator) < 0.5:
+        images, masks = images.flip(-1), masks.flip(-1)
+    if torch.rand(1, generator=generator) < 0.5:
+        images, masks = images.flip(-2), masks.flip(-2)
+    turns = int(torch.randint(4, (1,), generator=generator))
+    images, masks = images.rot90(turns, (-2, -1)), masks.rot90(turns, (-2, -1))
+    batch = images.shape[0]
+    contrast = 1 + 0.2 * (torch.rand(batch, 1, 1, 1, generator=generator) - 0.5)
+    brightness = 0.2 * (torch.rand(batch, 1, 1, 1, generator=generator) - 0.5)
+    gamma = torch.exp(0.3 * (torch.rand(batch, 1, 1, 1, generator=generator) - 0.5))
+    unit = ((images + 1) / 2).clamp(0, 1) ** gamma
+    images = ((unit * 2 - 1) * contrast + brightness).clamp(-1, 1)
+    return images.contiguous(), masks.contiguous()
+
+
+def batch_composition(batch_size: int, synthetic_ratio: float, has_synthetic: bool) -> tuple[int, int]:
+    """(real, synthetic) counts per batch: round(batch_size · ratio) synthetic when a synthetic pool exists."""
+    synthetic = round(batch_size * synthetic_ratio) if has_synthetic else 0
+    return batch_size - synthetic, synthetic
+
+
+def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """BCE with logits + soft Dice over the batch (fp32)."""
+    logits, masks = logits.float(), masks.float()
+    probs = torch.sigmoid(logits)
+    soft_dice = 1 - (2 * (probs * masks).sum() + 1) / (probs.sum() + masks.sum() + 1)
+    return F.binary_cross_entropy_with_logits(logits, masks) + soft_dice
+
+
+def train_segmenter(images: torch.Tensor, masks: torch.Tensor, config: SegmenterConfig, device: torch.device,
+                    on_event: EventCallback = ignore_events, synthetic_images: torch.Tensor | None = None,
+                    synthetic_masks: torch.Tensor | None = None, checkpoint_path: Path | None = None,
+                    resume: bool = False, stage: str = "segmenter") -> torch.nn.Module:
+    """Train a segmenter on (N, C, S, S) images in [−1, 1] and (N, 1, S, S) masks; returns it in eval mode.
+
+    With synthetic pairs, each batch takes round(batch_size · synthetic_ratio) of them and the rest from real pairs.
+    """
+    model = build_segmenter(config.architecture, images.shape[1]).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.num_steps, 1))
+    generator = seeded_generator(config.seed)
+    has_synthetic = synthetic_images is not None and len(synthetic_images) > 0
+    num_real, num_synthetic = batch_composition(config.batch_size, config.synthetic_ratio, has_synthetic)
+    if len(images) == 0:
+        num_real, num_synthetic = 0, config.batch_size
+    step, save_every = 0, max(50, config.num_steps // 10)
+
+    def snapshot() -> dict[str, Any]:
+        return {"kind": "segmenter", "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "step": step, "config": dataclasses.asdict(config),
+                "architecture": config.architecture, "in_channels": images.shape[1], "rng": generator.get_state()}
+
+    # Resume.
+    progress = StageProgress(on_event, stage, config.num_steps)
+    if resume and checkpoint_path is not None and Path(checkpoint_path).is_file():
+        state = load_checkpoint(checkpoint_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["rng"])
+        step = state["step"]
+        progress = StageProgress(on_event, stage, config.num_steps, start_step=step)
+        progress.log(f"resumed from step {step}")
+
+    model.train()
+    running = 0.0
+    while step < config.num_steps:
+        # Sample batch.
+        parts_x, parts_y = [], []
+        if num_real:
+            index = torch.randint(len(images), (num_real,), generator=generator)
+            parts_x.append(images[index]), parts_y.append(masks[index])
+        if num_synthetic:
+            index = torch.randint(len(synthetic_images), (num_synthetic,), generator=generator)
+            parts_x.append(synthetic_images[index]), parts_y.append(synthetic_masks[index])
+        x, y = torch.cat(parts_x), torch.cat(parts_y)
+        if config.augment:
+            x, y = augment_pairs(x, y, generator)
+
+        # Update weights.
+        with autocast(device):
+            logits = model(x.to(device))
+        loss = segmentation_loss(logits, y.to(device))
+        if not math.isfinite(loss.item()):
+            raise TrainingDivergedError(f"{stage}: non-finite loss at step {step}; lower the learning rate")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        step += 1
+
+        # Report.
+        running = loss.item() if running == 0.0 else 0.9 * running + 0.1 * loss.item()
+        if step % 10 == 0 or step == config.num_steps:
+            progress.update(step, loss=running)
+
+        # Save snapshot.
+        if checkpoint_path is not None and (step % save_every == 0 or step == config.num_steps):
+            save_checkpoint(checkpoint_path, snapshot())
+    return model.eval()
+
+
+@torch.no_grad()
+def predict_probs(model: torch.nn.Module, images: torch.Tensor, device: torch.device,
+                  batch_size: int = 32) -> torch.Tensor:
+    """(N, 1, S, S) foreground probabilities on CPU."""
+    model.eval()
+    out = [torch.sigmoid(model(images[i:i + batch_size].to(device)).float()).cpu()
+           for i in range(0, len(images), batch_size)]
+    return torch.cat(out) if out else torch.empty(0, 1, *images.shape[-2:])
+
+
+def evaluate_segmenter(model: torch.nn.Module, images: torch.Tensor, masks: torch.Tensor, device: torch.device,
+                       threshold: float = 0.5) -> dict[str, Any]:
+    """mDice/mIoU over images at `threshold`, plus per-image lists."""
+    return summarize(*dice_iou(predict_probs(model, images, device) > threshold, masks > 0.5))
+
+
+def load_segmenter_checkpoint(path: Path) -> torch.nn.Module:
+    """Rebuild a segmenter from a training checkpoint (data only: weights_only=True)."""
+    state = load_checkpoint(path)
+    config = from_dict(SegmenterConfig, state["config"])
+    model = build_segmenter(config.architecture, state["in_channels"])
+    model.load_state_dict(state["model"])
+    return model.eval()
