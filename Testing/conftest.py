@@ -36,6 +36,7 @@ def tiny_config(image_steps: int = 60, mask_steps: int = 30, align_steps: int = 
                                 norm_num_groups=8, num_steps=image_steps, batch_size=8,
                                 checkpoint_every_steps=checkpoint_every),
         mask_generator=replace(DEMO.mask_generator, channels=(8, 16), attention_levels=(False, False),
+                               num_head_channels=8,
                                norm_num_groups=8, num_steps=mask_steps, batch_size=8,
                                checkpoint_every_steps=checkpoint_every, max_train_iou=1.01),
         align=replace(DEMO.align, num_steps=align_steps, batch_size=4, eval_every_steps=2, eval_num_images=8,
