@@ -165,3 +165,23 @@ def test_refuses_to_overwrite_a_run_without_resume(tmp_path, phantom_paths, caps
     code, lines = _run_cli(capsys, *args)
     assert code == 4
     _assert_one_line_error(lines, "--resume")
+
+
+def test_sigterm_cancels_cleanly_with_exit_130(tmp_path, phantom_paths):
+    """The Slicer module's Cancel sends SIGTERM: the CLI must end with an `error` event, exit 130, no temp files."""
+    config = _config_file(tmp_path, image_steps=400, mask_steps=2, checkpoint_every=5)
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "AlignFlowLib.cli", "train", "--source", str(phantom_paths.source),
+               "--out", str(run_dir), "--config", str(config), "--device", "cpu", "--progress", "jsonl"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": str(REPO)})
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (run_dir / "checkpoints" / "image_generator_last.pt").is_file():
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 130
+    last = json.loads(out.splitlines()[-1])
+    assert last["event"] == "error" and last["exit_code"] == 130 and "--resume" in last["message"]
+    assert not list((run_dir / "checkpoints").glob("*.tmp"))
+    assert '"exit_code": 130' in (run_dir / "events.jsonl").read_text()

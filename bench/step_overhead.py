@@ -1,0 +1,92 @@
+"""Training-loop overhead: one stage-1 step of `train_flow_model` vs the bare forward+backward of the same network
+on the same batch (DESIGN.md §5 target: ratio ≤ 1.15). Both are timed in one process, interleaved, so machine noise
+hits both alike. Prints and saves JSON.
+
+    python bench/step_overhead.py [--device auto] [--size 64] [--batch 16] [--steps 30] [--out bench/results/...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from AlignFlowLib.config import ImageGeneratorConfig, replace
+from AlignFlowLib.data.folders import PairSet
+from AlignFlowLib.device import autocast, select_device
+from AlignFlowLib.models.velocity import build_velocity_unet
+from AlignFlowLib.train.generators import train_image_generator
+from AlignFlowLib.config import DataConfig
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    device = select_device(args.device)
+    config = replace(ImageGeneratorConfig(), batch_size=args.batch, checkpoint_every_steps=10**9)
+    pairs = PairSet(torch.rand(64, 3, args.size, args.size) * 2 - 1,
+                    (torch.rand(64, 1, args.size, args.size) > 0.5).float(), [str(i) for i in range(64)])
+
+    # Bare: forward + backward + optimizer step of the same network on a fixed batch.
+    model = build_velocity_unet(3, 1, config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
+    x = pairs.images[: args.batch].to(device)
+    mask = pairs.masks[: args.batch].to(device)
+    t = torch.rand(args.batch, device=device)
+
+    def bare_step() -> None:
+        with autocast(device):
+            loss = model(x, t, mask).float().square().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    bare_times, loop_times = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for round_index in range(3):  # interleave: bare block, loop block, three times
+            for _ in range(2):
+                bare_step()
+            _sync(device)
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                bare_step()
+            _sync(device)
+            bare_times.append((time.perf_counter() - start) / args.steps)
+
+            steps = args.steps + 2
+            loop_config = replace(config, num_steps=steps)
+            start = time.perf_counter()
+            train_image_generator(pairs, loop_config, DataConfig(image_size_px=args.size), device,
+                                  Path(tmp) / f"run{round_index}.pt")
+            _sync(device)
+            loop_times.append((time.perf_counter() - start) / steps)
+    bare, loop = statistics.median(bare_times), statistics.median(loop_times)
+    result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else
+              f"CPU {platform.machine()} ({torch.get_num_threads()} threads)",
+              "image_size_px": args.size, "batch_size": args.batch, "steps_per_block": args.steps,
+              "bare_step_s": bare, "loop_step_s": loop, "ratio": loop / bare,
+              "note": "loop time includes model construction and one final checkpoint per block"}
+    print(json.dumps(result, indent=2))
+    out = args.out or Path("bench/results") / f"step_overhead-{device.type}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
