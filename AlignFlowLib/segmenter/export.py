@@ -75,8 +75,9 @@ class ExportedSegmenter:
             meta = json.loads(meta_path.read_text())
         except ValueError as error:
             raise InputDataError(f"does not parse as JSON ({error})", meta_path) from error
-        if meta.get("format") != FORMAT:
-            raise InputDataError(f"format is {meta.get('format')!r}, expected {FORMAT!r}", meta_path)
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+            raise InputDataError(f"format is {found!r}, expected {FORMAT!r}", meta_path)
         if meta.get("format_version", 0) > FORMAT_VERSION:
             raise InputDataError(f"format version {meta['format_version']} is newer than this library reads "
                                  f"({FORMAT_VERSION}); update AlignFlow", meta_path)
@@ -95,6 +96,7 @@ class ExportedSegmenter:
 
     @torch.no_grad()
     def predict_probs(self, images: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+        """(N, C, S, S) → (N, 1, S, S) foreground probabilities on the CPU, without gradients."""
         out = [torch.sigmoid(self.logits(images[i:i + batch_size])).cpu() for i in range(0, len(images), batch_size)]
         return torch.cat(out) if out else torch.empty(0, 1, *images.shape[-2:])
 
@@ -105,4 +107,5 @@ class ExportedSegmenter:
         working, box = prepare_image(np.asarray(array), self.meta["image_size_px"], self.meta["in_channels"],
                                      self.meta.get("resize_mode", "letterbox"))
         probs = self.predict_probs(torch.from_numpy(working)[None])[0, 0].numpy()
-        return undo_letterbox((probs > self.meta.get("threshold", 0.5)).astype(np.float32), box)
+        mask = undo_letterbox((probs > self.meta.get("threshold", 0.5)).astype(np.float32), box)
+        return np.asarray(mask, dtype=bool)

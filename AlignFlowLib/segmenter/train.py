@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import SegmenterConfig, from_dict
 from ..device import autocast, seeded_generator
-from ..errors import TrainingDivergedError
+from ..errors import InputDataError, RunFolderError, TrainingDivergedError
 from ..events import EventCallback, StageProgress, ignore_events
 from .metrics import dice_iou, summarize
 from .model import build_segmenter
@@ -39,8 +39,16 @@ def augment_pairs(images: torch.Tensor, masks: torch.Tensor, generator: torch.Ge
 
 def batch_composition(batch_size: int, synthetic_ratio: float, has_synthetic: bool) -> tuple[int, int]:
     """(real, synthetic) counts per batch: round(batch_size · ratio) synthetic when a synthetic pool exists."""
-    synthetic = round(batch_size * synthetic_ratio) if has_synthetic else 0
+    synthetic = min(batch_size, max(0, round(batch_size * synthetic_ratio))) if has_synthetic else 0
     return batch_size - synthetic, synthetic
+
+
+def _check_pairs(images: torch.Tensor, masks: torch.Tensor, what: str) -> None:
+    """Images (N, C, S, S) and masks (N, 1, S, S) must agree; a mismatch is the user's data, not a bug."""
+    if images.ndim != 4 or masks.ndim != 4 or masks.shape[1] != 1 or len(images) != len(masks) \
+            or images.shape[-2:] != masks.shape[-2:]:
+        raise InputDataError(f"{what} pairs do not match: images {tuple(images.shape)} vs masks {tuple(masks.shape)}; "
+                             "expected (N, C, S, S) and (N, 1, S, S)")
 
 
 def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -58,12 +66,23 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, config: Segmenter
     """Train a segmenter on (N, C, S, S) images in [−1, 1] and (N, 1, S, S) masks; returns it in eval mode.
 
     With synthetic pairs, each batch takes round(batch_size · synthetic_ratio) of them and the rest from real pairs.
+    Initial weights, batches and augmentation all follow `config.seed`, so a resumed run (model, optimiser,
+    scheduler and generator state restored from `checkpoint_path`) ends where an uninterrupted one would.
     """
-    model = build_segmenter(config.architecture, images.shape[1]).to(device)
+    _check_pairs(images, masks, "real")
+    has_synthetic = synthetic_images is not None and len(synthetic_images) > 0
+    if has_synthetic:
+        if synthetic_masks is None:
+            raise InputDataError("synthetic images were given without synthetic masks")
+        _check_pairs(synthetic_images, synthetic_masks, "synthetic")
+    if len(images) == 0 and not has_synthetic:
+        raise InputDataError("no training pairs: both the real and the synthetic sets are empty")
+    with torch.random.fork_rng(devices=[]):  # initial weights from config.seed, caller's global RNG untouched
+        torch.manual_seed(config.seed)
+        model = build_segmenter(config.architecture, images.shape[1]).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.num_steps, 1))
     generator = seeded_generator(config.seed)
-    has_synthetic = synthetic_images is not None and len(synthetic_images) > 0
     num_real, num_synthetic = batch_composition(config.batch_size, config.synthetic_ratio, has_synthetic)
     if len(images) == 0:
         num_real, num_synthetic = 0, config.batch_size
@@ -78,11 +97,15 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, config: Segmenter
     progress = StageProgress(on_event, stage, config.num_steps)
     if resume and checkpoint_path is not None and Path(checkpoint_path).is_file():
         state = load_checkpoint(checkpoint_path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["rng"])
-        step = state["step"]
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            generator.set_state(state["rng"])
+            step = int(state["step"])
+        except (KeyError, RuntimeError, ValueError) as error:  # another architecture / channel count, or foreign file
+            raise RunFolderError(f"checkpoint does not match this segmenter ({type(error).__name__}: "
+                                 f"{str(error).splitlines()[0][:120]})", checkpoint_path) from error
         progress = StageProgress(on_event, stage, config.num_steps, start_step=step)
         progress.log(f"resumed from step {step}")
 
@@ -143,7 +166,10 @@ def evaluate_segmenter(model: torch.nn.Module, images: torch.Tensor, masks: torc
 def load_segmenter_checkpoint(path: Path) -> torch.nn.Module:
     """Rebuild a segmenter from a training checkpoint (data only: weights_only=True)."""
     state = load_checkpoint(path)
-    config = from_dict(SegmenterConfig, state["config"])
-    model = build_segmenter(config.architecture, state["in_channels"])
-    model.load_state_dict(state["model"])
+    try:
+        architecture = state.get("architecture") or from_dict(SegmenterConfig, state["config"]).architecture
+        model = build_segmenter(architecture, int(state["in_channels"]))
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError) as error:
+        raise RunFolderError(f"not a segmenter checkpoint ({type(error).__name__}: {error})", path) from error
     return model.eval()

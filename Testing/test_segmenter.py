@@ -1,0 +1,239 @@
+"""Downstream segmenter: metrics by hand, every architecture, training (real, synthetic mix, resume) and export."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from AlignFlowLib.config import SegmenterConfig
+from AlignFlowLib.errors import AlignFlowError, InputDataError
+from AlignFlowLib.segmenter import (SEGMENTER_ARCHITECTURES, ExportedSegmenter, build_segmenter, dice_iou,
+                                    evaluate_segmenter, export_segmenter, load_segmenter_checkpoint,
+                                    predict_probs, summarize, train_segmenter)
+from AlignFlowLib.segmenter.train import batch_composition
+
+torch.set_num_threads(1)
+CPU = torch.device("cpu")
+SIZE = 32
+
+
+def squares(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bright squares on dark noise: images (n, 1, S, S) in [-1, 1], masks (n, 1, S, S) in {0, 1}."""
+    g = torch.Generator().manual_seed(seed)
+    masks = torch.zeros(n, 1, SIZE, SIZE)
+    for k in range(n):
+        side = int(torch.randint(8, 15, (1,), generator=g))
+        y, x = (int(v) for v in torch.randint(0, SIZE - side, (2,), generator=g))
+        masks[k, 0, y:y + side, x:x + side] = 1
+    images = (-0.5 + masks + 0.25 * torch.randn(n, 1, SIZE, SIZE, generator=g)).clamp(-1, 1)
+    return images, masks
+
+
+def quick_config(**changes) -> SegmenterConfig:
+    base = dict(architecture="unet", num_steps=60, batch_size=8, learning_rate=3e-3, augment=True, seed=0)
+    return SegmenterConfig(**{**base, **changes})
+
+
+# Metrics.
+
+def test_dice_iou_by_hand():
+    pred = torch.zeros(3, 1, 4, 4, dtype=torch.bool)
+    truth = torch.zeros(3, 1, 4, 4, dtype=torch.bool)
+    truth[1, 0, 0, :2] = True                          # image 1: nothing predicted, 2 px to find
+    pred[2, 0, 0, :4] = True                           # image 2: 4 px predicted ...
+    truth[2, 0, 0, 2:4] = True
+    truth[2, 0, 1, :4] = True                          # ... 6 px true, 2 shared
+    dice, iou = dice_iou(pred, truth.long())           # {0, 1} integers work like bools
+    assert dice.dtype == torch.float64 and dice.shape == (3,)
+    assert dice.tolist() == pytest.approx([1.0, 0.0, 0.4])   # 2*2/(4+6)
+    assert iou.tolist() == pytest.approx([1.0, 0.0, 0.25])   # 2/(4+6-2)
+    dice, iou = dice_iou(truth, pred)                   # empty truth, something predicted → 0
+    assert dice[1] == 0.0 and iou[1] == 0.0
+
+
+def test_summarize_means():
+    result = summarize(torch.tensor([1.0, 0.0, 0.4], dtype=torch.float64), torch.tensor([1.0, 0.0, 0.25]))
+    assert result["mdice"] == pytest.approx(1.4 / 3) and result["miou"] == pytest.approx(1.25 / 3)
+    assert result["dice"] == pytest.approx([1.0, 0.0, 0.4]) and result["num_images"] == 3
+    json.dumps(result)
+
+
+# Architectures.
+
+@pytest.mark.parametrize("architecture", sorted(SEGMENTER_ARCHITECTURES))
+def test_architecture_builds_and_runs(architecture):
+    model = build_segmenter(architecture, in_channels=3).eval()
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, SIZE, SIZE) * 2 - 1)
+    assert out.shape == (2, 1, SIZE, SIZE) and torch.isfinite(out).all()
+
+
+def test_unknown_architecture_lists_choices():
+    with pytest.raises(AlignFlowError, match="basicunet.*segresnet.*unet"):
+        build_segmenter("resnet9000", 1)
+
+
+# Training.
+
+def test_training_beats_untrained():
+    images, masks = squares(48, seed=1)
+    test_images, test_masks = squares(16, seed=2)
+    torch.manual_seed(0)
+    untrained = build_segmenter("unet", 1)
+    before = evaluate_segmenter(untrained, test_images, test_masks, CPU)["mdice"]
+    events = []
+    model = train_segmenter(images, masks, quick_config(), CPU, on_event=events.append)
+    assert not model.training
+    after = evaluate_segmenter(model, test_images, test_masks, CPU)
+    assert after["mdice"] > max(before + 0.2, 0.5), (before, after["mdice"])
+    progress = [e for e in events if e["event"] == "progress"]
+    assert [e["step"] for e in progress] == [10, 20, 30, 40, 50, 60]
+    assert all(np.isfinite(e["loss"]) and e["total"] == 60 and e["stage"] == "segmenter" for e in progress)
+
+
+def test_batch_composition():
+    assert batch_composition(16, 0.5, True) == (8, 8)
+    assert batch_composition(10, 0.3, True) == (7, 3)
+    assert batch_composition(8, 1.5, True) == (0, 8)       # clamped to the batch
+    assert batch_composition(16, 0.5, False) == (16, 0)
+    assert batch_composition(8, 1.0, True) == (0, 8)
+
+
+def test_synthetic_pairs_are_what_it_learns_from():
+    # Same kind of images in both pools, so only the labels differ: real masks all empty, synthetic ones right.
+    real_images, real_masks = squares(32, seed=3)
+    real_masks = torch.zeros_like(real_masks)
+    synthetic_images, synthetic_masks = squares(48, seed=4)
+    test_images, test_masks = squares(16, seed=5)
+    kwargs = dict(synthetic_images=synthetic_images, synthetic_masks=synthetic_masks)
+    only_synthetic = train_segmenter(real_images, real_masks, quick_config(synthetic_ratio=1.0), CPU, **kwargs)
+    only_real = train_segmenter(real_images, real_masks, quick_config(synthetic_ratio=0.0), CPU, **kwargs)
+    learned = evaluate_segmenter(only_synthetic, test_images, test_masks, CPU)["mdice"]
+    ignored = evaluate_segmenter(only_real, test_images, test_masks, CPU)["mdice"]
+    assert learned > 0.5 and ignored < 0.2, (learned, ignored)
+
+
+def test_mismatched_pairs_are_input_errors():
+    images, masks = squares(4, seed=0)
+    with pytest.raises(InputDataError, match="do not match"):
+        train_segmenter(images, masks[:3], quick_config(num_steps=1), CPU)
+
+
+class _Kill(Exception):
+    pass
+
+
+def test_resume_continues_from_stored_step(tmp_path):
+    images, masks = squares(24, seed=6)
+    config = quick_config(num_steps=70, batch_size=4, architecture="basicunet")
+    path = tmp_path / "last.pt"
+
+    def kill_at_60(event):
+        if event["event"] == "progress" and event["step"] == 60:
+            raise _Kill
+
+    with pytest.raises(_Kill):
+        train_segmenter(images, masks, config, CPU, on_event=kill_at_60, checkpoint_path=path)
+    state = torch.load(path, weights_only=True)
+    assert state["step"] == 50 and state["architecture"] == "basicunet" and state["in_channels"] == 1
+    assert state["config"]["num_steps"] == 70
+
+    events = []
+    resumed = train_segmenter(images, masks, config, CPU, on_event=events.append, checkpoint_path=path, resume=True)
+    steps = [e["step"] for e in events if e["event"] == "progress"]
+    assert steps == [60, 70]
+    assert any("resumed from step 50" in e.get("message", "") for e in events)
+    assert torch.load(path, weights_only=True)["step"] == 70
+
+    # Same data, same seed, RNG state restored: the resumed run ends where an uninterrupted one does.
+    straight = train_segmenter(images, masks, config, CPU)
+    for (name, a), b in zip(resumed.state_dict().items(), straight.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5), name
+
+    # A finished run resumes to an immediate return, and the checkpoint rebuilds the same model.
+    events.clear()
+    again = train_segmenter(images, masks, config, CPU, on_event=events.append, checkpoint_path=path, resume=True)
+    assert not [e for e in events if e["event"] == "progress"]
+    reloaded = load_segmenter_checkpoint(path)
+    assert torch.allclose(predict_probs(again, images, CPU), predict_probs(reloaded, images, CPU))
+
+
+# Export.
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_segmenter("unet", 1)
+    model.train()
+    folder = export_segmenter(model, tmp_path_factory.mktemp("export") / "seg", architecture="unet", in_channels=1,
+                              image_size_px=SIZE, training_summary={"steps": 0}, metrics={"mdice": 0.5})
+    return model, folder
+
+
+def test_export_round_trip(exported):
+    model, folder = exported
+    assert model.training, "export must not switch the caller's model to eval mode"
+    meta = json.loads((folder / "model.json").read_text())
+    assert meta["format"] == "alignflow-segmenter" and meta["format_version"] == 1
+    assert meta["in_channels"] == 1 and meta["image_size_px"] == SIZE and meta["labels"] == ["lesion"]
+    assert meta["metrics"] == {"mdice": 0.5} and meta["output"] == "logits" and meta["threshold"] == 0.5
+    loaded = ExportedSegmenter.load(folder)
+    assert loaded.meta == meta and loaded.device == torch.device("cpu")
+    assert not any(p.requires_grad for p in loaded.module.parameters())
+    images, _ = squares(5, seed=7)
+    expected = predict_probs(model, images, CPU, batch_size=2)
+    model.train()
+    got = loaded.predict_probs(images, batch_size=2)
+    assert got.shape == (5, 1, SIZE, SIZE) and not got.requires_grad
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_exported_logits_are_differentiable(exported):
+    loaded = ExportedSegmenter.load(exported[1])
+    images = squares(2, seed=8)[0].requires_grad_(True)
+    loaded.logits(images).sigmoid().mean().backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0
+
+
+def test_bad_export_folders_name_the_file(tmp_path, exported):
+    with pytest.raises(InputDataError, match="model.json"):
+        ExportedSegmenter.load(tmp_path / "nothing")
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    (wrong / "model.json").write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(InputDataError, match=r"model\.json.*something-else"):
+        ExportedSegmenter.load(wrong)
+    (wrong / "model.json").write_text("[1, 2")
+    with pytest.raises(InputDataError, match="model.json"):
+        ExportedSegmenter.load(wrong)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.json").write_text((exported[1] / "model.json").read_text())
+    with pytest.raises(InputDataError, match="model.pt"):
+        ExportedSegmenter.load(broken)                      # model.pt missing
+    (broken / "model.pt").write_bytes(b"not a torchscript archive")
+    with pytest.raises(InputDataError, match="model.pt"):
+        ExportedSegmenter.load(broken)
+
+
+def test_segment_array_returns_mask_at_original_size(exported):
+    io = pytest.importorskip("AlignFlowLib.data.io")
+    if not (hasattr(io, "prepare_image") and hasattr(io, "undo_letterbox")):
+        pytest.skip("AlignFlowLib.data.io has no prepare_image/undo_letterbox yet")
+    loaded = ExportedSegmenter.load(exported[1])
+    for array in (np.random.default_rng(0).integers(0, 255, (40, 56), dtype=np.uint8),
+                  np.random.default_rng(1).integers(0, 255, (30, 20, 3), dtype=np.uint8)):
+        mask = loaded.segment_array(array)
+        assert mask.dtype == bool and mask.shape == array.shape[:2]
+
+
+def test_non_finite_loss_raises_diverged():
+    from AlignFlowLib.errors import TrainingDivergedError
+
+    images, masks = squares(4, seed=9)
+    images[:, 0, 0, 0] = float("nan")                 # in every image, whatever the batch draws
+    with pytest.raises(TrainingDivergedError, match="non-finite loss"):
+        train_segmenter(images, masks, quick_config(num_steps=3, batch_size=4, augment=False), CPU)
