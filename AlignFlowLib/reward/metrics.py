@@ -47,9 +47,14 @@ def _batched(function, images: torch.Tensor, device, batch_size: int) -> torch.T
     return torch.cat([function(images[i:i + batch_size].to(device)).cpu() for i in range(0, len(images), batch_size)])
 
 
+@torch.no_grad()
 def generator_metrics(extractor: FeatureExtractor, generated: torch.Tensor, target: torch.Tensor,
                       batch_size: int = 64) -> dict[str, float]:
-    """FID-EL0, KID-EL0 (deep features) and the reward's MMD² (full features) of generated vs target images."""
+    """FID-EL0, KID-EL0 (deep features) and the reward's MMD² (full features) of generated vs target images.
+
+    generated (N, C, H, W), target (M, C, H, W) in [−1, 1], N, M ≥ 2; moved batch by batch to the extractor's device.
+    Returns floats {"fid_el0", "kid_el0", "kid_el0_std", "mmd_el0"}.
+    """
     device = next(extractor.parameters()).device
     deep_g = _batched(extractor.deep_features, generated, device, batch_size)
     deep_t = _batched(extractor.deep_features, target, device, batch_size)

@@ -1,0 +1,145 @@
+"""The stage-2 reward: MMD², FID/KID on features, and the frozen EfficientNet-Lite0 feature extractor."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from AlignFlowLib.errors import AlignFlowError
+from AlignFlowLib.reward.features import FeatureExtractor, load_feature_extractor
+from AlignFlowLib.reward.metrics import frechet_distance, generator_metrics, kernel_inception_distance
+from AlignFlowLib.reward.mmd import mmd2_unbiased
+
+
+def _gauss(n: int, d: int, seed: int, shift: float = 0.0) -> torch.Tensor:
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed)) + shift
+
+
+# ---------------------------------------------------------------- MMD
+
+
+def test_mmd_near_zero_for_one_distribution_and_grows_with_shift():
+    same = float(mmd2_unbiased(_gauss(200, 8, 0), _gauss(200, 8, 1)))
+    small = float(mmd2_unbiased(_gauss(200, 8, 0), _gauss(200, 8, 1, shift=0.5)))
+    large = float(mmd2_unbiased(_gauss(200, 8, 0), _gauss(200, 8, 1, shift=2.0)))
+    assert abs(same) < 0.02
+    assert same < small < large
+    assert large > 0.3
+
+
+def test_mmd_unbiased_can_be_negative():
+    values = [float(mmd2_unbiased(_gauss(10, 4, s), _gauss(10, 4, 100 + s))) for s in range(20)]
+    assert min(values) < 0 < max(values)
+
+
+def test_mmd_gradient_flows_to_x_and_reduces_discrepancy():
+    x = _gauss(32, 5, 0, shift=1.0).requires_grad_(True)
+    y = _gauss(32, 5, 1)
+    loss = mmd2_unbiased(x, y)
+    loss.backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    with torch.no_grad():
+        stepped = x - 2.0 * x.grad / x.grad.norm()
+    assert float(mmd2_unbiased(stepped, y)) < float(loss.detach())
+
+
+def test_mmd_needs_two_samples_and_known_kernel():
+    with pytest.raises(ValueError):
+        mmd2_unbiased(_gauss(1, 3, 0), _gauss(5, 3, 1))
+    with pytest.raises(ValueError):
+        mmd2_unbiased(_gauss(5, 3, 0), _gauss(1, 3, 1))
+    with pytest.raises(AlignFlowError, match="rbf"):
+        mmd2_unbiased(_gauss(5, 3, 0), _gauss(5, 3, 1), kernel="laplace")
+
+
+def test_mmd_kid_kernel_and_bandwidths():
+    same = float(mmd2_unbiased(_gauss(300, 16, 0), _gauss(300, 16, 1), "kid"))
+    shifted = float(mmd2_unbiased(_gauss(300, 16, 0), _gauss(300, 16, 1, shift=1.0), "kid"))
+    assert abs(same) < 0.05 and shifted > 0.5
+    custom = mmd2_unbiased(_gauss(50, 4, 0), _gauss(50, 4, 1, shift=1.0), bandwidths=[1.0])
+    assert custom.ndim == 0 and custom.dtype == torch.float32 and float(custom) > 0
+
+
+# ---------------------------------------------------------------- FID / KID
+
+
+def test_frechet_distance_identical_and_shifted():
+    a = _gauss(500, 6, 0).double()
+    assert abs(frechet_distance(a, a)) < 1e-4
+    delta = torch.tensor([1.0, -2.0, 0.5, 0.0, 0.0, 3.0], dtype=torch.float64)
+    # Equal covariances (the same sample shifted): FID reduces to ‖Δμ‖².
+    assert frechet_distance(a, a + delta) == pytest.approx(float(delta.square().sum()), rel=1e-3)
+
+
+def test_kid_near_zero_for_one_distribution():
+    mean, std = kernel_inception_distance(_gauss(200, 32, 0), _gauss(200, 32, 1), num_subsets=5, subset_size=100)
+    shifted, _ = kernel_inception_distance(_gauss(200, 32, 0), _gauss(200, 32, 1, 1.0), num_subsets=5,
+                                           subset_size=100)
+    assert abs(mean) < 0.05 and std >= 0
+    assert shifted > 10 * abs(mean) and shifted > 0.1
+
+
+# ---------------------------------------------------------------- feature extractor
+
+
+@pytest.fixture(scope="module")
+def extractor() -> FeatureExtractor:
+    return load_feature_extractor(96, 1.0, "cpu")
+
+
+def _images(n: int, channels: int = 3, size: int = 64, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(n, channels, 8, 8, generator=g) * 2 - 1
+    return torch.nn.functional.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
+
+
+def test_extractor_shape_finite_deterministic(extractor):
+    images = _images(3)
+    with torch.no_grad():
+        a, b = extractor(images), extractor(images)
+    assert a.shape == (3, 1280 + 2 * (32 + 24)) == (3, extractor.dim)
+    assert a.dtype == torch.float32 and torch.isfinite(a).all()
+    assert torch.equal(a, b)
+    assert extractor.deep_features(images).shape == (3, 1280)
+    assert extractor.style_features(images).shape == (3, 112)
+    assert torch.allclose(a[:, :1280], extractor.deep_features(images).detach())
+
+
+def test_extractor_cached_frozen_and_stays_eval(extractor):
+    assert load_feature_extractor(96, 1.0, "cpu") is extractor
+    assert not any(p.requires_grad for p in extractor.parameters())
+    extractor.train()
+    assert not extractor.training and not any(m.training for m in extractor.modules())
+
+
+def test_extractor_input_gradient_and_grey(extractor):
+    images = _images(2).requires_grad_(True)
+    extractor(images).square().sum().backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0
+    grey = _images(2, channels=1)
+    features = extractor(grey)
+    assert features.shape == (2, extractor.dim) and torch.isfinite(features).all()
+    assert torch.allclose(features, extractor(grey.expand(-1, 3, -1, -1)), atol=1e-5)
+
+
+def test_extractor_sensitive_to_colour_more_than_small_noise(extractor):
+    # Images with some fine texture, like real photographs: on perfectly smooth images an ImageNet CNN reacts
+    # strongly to the onset of any high-frequency texture, which would make this comparison meaningless.
+    g = torch.Generator().manual_seed(4)
+    images = (_images(4, size=96) + 0.03 * torch.randn(4, 3, 96, 96, generator=g)).clamp(-1, 1)
+    noise = 0.01 * torch.randn(images.shape, generator=torch.Generator().manual_seed(1))
+    tint = torch.tensor([0.3, -0.1, -0.3]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        base = extractor(images)
+        noisy = extractor((images + noise).clamp(-1, 1))
+        tinted = extractor((images + tint).clamp(-1, 1))
+    assert (tinted - base).norm(dim=1).mean() > 5 * (noisy - base).norm(dim=1).mean()
+
+
+def test_generator_metrics_keys(extractor):
+    target = _images(6, size=48, seed=2)
+    metrics = generator_metrics(extractor, _images(6, size=48, seed=3), target, batch_size=4)
+    assert set(metrics) == {"fid_el0", "kid_el0", "kid_el0_std", "mmd_el0"}
+    assert all(isinstance(v, float) and np.isfinite(v) for v in metrics.values())
+    assert metrics["fid_el0"] > 0
