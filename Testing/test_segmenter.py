@@ -13,7 +13,7 @@ from AlignFlowLib.errors import AlignFlowError, InputDataError
 from AlignFlowLib.segmenter import (SEGMENTER_ARCHITECTURES, ExportedSegmenter, build_segmenter, dice_iou,
                                     evaluate_segmenter, export_segmenter, load_segmenter_checkpoint,
                                     predict_probs, summarize, train_segmenter)
-from AlignFlowLib.segmenter.train import batch_composition
+from AlignFlowLib.segmenter.train import augment_pairs, batch_composition
 
 torch.set_num_threads(1)
 CPU = torch.device("cpu")
@@ -120,6 +120,24 @@ def test_mismatched_pairs_are_input_errors():
     images, masks = squares(4, seed=0)
     with pytest.raises(InputDataError, match="do not match"):
         train_segmenter(images, masks[:3], quick_config(num_steps=1), CPU)
+    with pytest.raises(InputDataError, match="synthetic images .* do not match real images"):
+        train_segmenter(images, masks, quick_config(num_steps=1), CPU,
+                        synthetic_images=images.repeat(1, 3, 1, 1), synthetic_masks=masks)
+
+
+def test_augmentation_moves_image_and_mask_together_per_sample():
+    mask = torch.zeros(1, 1, SIZE, SIZE)
+    mask[0, 0, 2:6, 3:12] = 1                            # an L-free, off-centre bar: every dihedral turn differs
+    masks = mask.repeat(32, 1, 1, 1)
+    images = masks * 2 - 1                               # foreground +1, background -1
+    generator = torch.Generator().manual_seed(0)
+    aug_images, aug_masks = augment_pairs(images, masks, generator)
+    assert aug_images.shape == images.shape and aug_masks.shape == masks.shape
+    assert torch.equal(aug_images > 0, aug_masks > 0.5)  # jitter is mild: ±1 stays on its side of 0
+    assert torch.equal(aug_masks.sum((1, 2, 3)), masks.sum((1, 2, 3)))
+    distinct = {tuple(m.flatten().nonzero().flatten().tolist()) for m in aug_masks}
+    assert len(distinct) >= 5, "each sample should draw its own flip and rotation"
+    assert aug_images[aug_masks > 0.5].std() > 0        # per-sample brightness/contrast/gamma
 
 
 class _Kill(Exception):
@@ -209,6 +227,12 @@ def test_bad_export_folders_name_the_file(tmp_path, exported):
     (wrong / "model.json").write_text("[1, 2")
     with pytest.raises(InputDataError, match="model.json"):
         ExportedSegmenter.load(wrong)
+    (wrong / "model.json").write_text(json.dumps({"format": "alignflow-segmenter", "format_version": 1}))
+    with pytest.raises(InputDataError, match=r"model\.json.*lacks in_channels, image_size_px"):
+        ExportedSegmenter.load(wrong)
+    (wrong / "model.json").write_text(json.dumps({"format": "alignflow-segmenter", "format_version": 9}))
+    with pytest.raises(InputDataError, match=r"model\.json.*version 9"):
+        ExportedSegmenter.load(wrong)
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "model.json").write_text((exported[1] / "model.json").read_text())
@@ -228,6 +252,28 @@ def test_segment_array_returns_mask_at_original_size(exported):
                   np.random.default_rng(1).integers(0, 255, (30, 20, 3), dtype=np.uint8)):
         mask = loaded.segment_array(array)
         assert mask.dtype == bool and mask.shape == array.shape[:2]
+
+
+class _Bright(torch.nn.Module):
+    """A known-answer 'segmenter': foreground where the first channel is above 0."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, S, S) in [-1, 1] → (N, 1, S, S) logits
+        return 20.0 * x[:, :1]
+
+
+def test_segment_array_finds_a_bright_rectangle_at_its_own_size(tmp_path):
+    io = pytest.importorskip("AlignFlowLib.data.io")
+    if not (hasattr(io, "prepare_image") and hasattr(io, "undo_letterbox")):
+        pytest.skip("AlignFlowLib.data.io has no prepare_image/undo_letterbox yet")
+    folder = export_segmenter(_Bright(), tmp_path / "bright", architecture="bright", in_channels=3, image_size_px=SIZE)
+    loaded = ExportedSegmenter.load(folder)
+    array = np.zeros((48, 80), np.uint8)                 # wide, so letterboxed with padding above and below
+    array[10:30, 40:70] = 255
+    mask = loaded.segment_array(array)
+    truth = torch.from_numpy(array > 128)[None, None]
+    dice, _ = dice_iou(torch.from_numpy(mask)[None, None], truth)
+    assert mask.shape == (48, 80) and dice.item() > 0.9, dice.item()
+    assert not mask[:8].any() and not mask[:, :36].any()    # nothing found away from the rectangle
 
 
 def test_non_finite_loss_raises_diverged():

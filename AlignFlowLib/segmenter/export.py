@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -22,13 +23,17 @@ from ..version import __version__
 
 FORMAT = "alignflow-segmenter"
 FORMAT_VERSION = 1
+REQUIRED_KEYS = ("in_channels", "image_size_px")  # what inference cannot guess from model.json
+
+log = logging.getLogger(__name__)
 
 
 def _to_torchscript(model: torch.nn.Module, in_channels: int, image_size_px: int) -> torch.jit.ScriptModule:
     model = copy.deepcopy(model).cpu().eval()
     try:
         return torch.jit.script(model)
-    except Exception:  # some MONAI blocks are not scriptable; tracing is exact for these static graphs
+    except Exception as error:  # some MONAI blocks are not scriptable; tracing is exact for these static graphs
+        log.info("segmenter is not scriptable (%s); exporting a trace at %d px", type(error).__name__, image_size_px)
         example = torch.zeros(1, in_channels, image_size_px, image_size_px)
         with torch.no_grad():
             return torch.jit.trace(model, example, check_trace=False)
@@ -78,9 +83,13 @@ class ExportedSegmenter:
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
             raise InputDataError(f"format is {found!r}, expected {FORMAT!r}", meta_path)
-        if meta.get("format_version", 0) > FORMAT_VERSION:
-            raise InputDataError(f"format version {meta['format_version']} is newer than this library reads "
-                                 f"({FORMAT_VERSION}); update AlignFlow", meta_path)
+        version = meta.get("format_version", 0)
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise InputDataError(f"format version {version!r} is not one this library reads (up to "
+                                 f"{FORMAT_VERSION}); update AlignFlow", meta_path)
+        missing = [key for key in REQUIRED_KEYS if key not in meta]
+        if missing:
+            raise InputDataError(f"lacks {', '.join(missing)}", meta_path)
         try:
             module = torch.jit.load(str(model_path), map_location=device)
         except Exception as error:  # a missing or corrupt TorchScript file

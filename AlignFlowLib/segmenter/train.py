@@ -21,14 +21,20 @@ from .model import build_segmenter
 
 def augment_pairs(images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Geometric (flips, 90° rotations; same for image and mask) and mild photometric jitter (image only)."""
-    if torch.rand(1, generator=generator) < 0.5:
-        images, masks = images.flip(-1), masks.flip(-1)
-    if torch.rand(1, generator=generator) < 0.5:
-        images, masks = images.flip(-2), masks.flip(-2)
-    turns = int(torch.randint(4, (1,), generator=generator))
-    images, masks = images.rot90(turns, (-2, -1)), masks.rot90(turns, (-2, -1))
+    """Random dihedral transform per sample (flip, then 0–3 quarter turns; the same for image and mask) and mild
+    photometric jitter per sample (contrast ±10 %, brightness ±0.1, gamma in [0.86, 1.16]; image only).
+
+    images: (B, C, S, S) in [-1, 1]; masks: (B, 1, S, S). Square inputs, so every turn keeps the shape.
+    """
     batch = images.shape[0]
+    flip = (torch.rand(batch, generator=generator) < 0.5).view(batch, 1, 1, 1)
+    images, masks = torch.where(flip, images.flip(-1), images), torch.where(flip, masks.flip(-1), masks)
+    turns = torch.randint(4, (batch,), generator=generator)
+    for k in (1, 2, 3):
+        chosen = turns == k
+        if chosen.any():
+            images[chosen] = images[chosen].rot90(k, (-2, -1))
+            masks[chosen] = masks[chosen].rot90(k, (-2, -1))
     contrast = 1 + 0.2 * (torch.rand(batch, 1, 1, 1, generator=generator) - 0.5)
     brightness = 0.2 * (torch.rand(batch, 1, 1, 1, generator=generator) - 0.5)
     gamma = torch.exp(0.3 * (torch.rand(batch, 1, 1, 1, generator=generator) - 0.5))
@@ -75,6 +81,9 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, config: Segmenter
         if synthetic_masks is None:
             raise InputDataError("synthetic images were given without synthetic masks")
         _check_pairs(synthetic_images, synthetic_masks, "synthetic")
+        if len(images) and synthetic_images.shape[1:] != images.shape[1:]:
+            raise InputDataError(f"synthetic images {tuple(synthetic_images.shape[1:])} do not match real images "
+                                 f"{tuple(images.shape[1:])} in channels or size")
     if len(images) == 0 and not has_synthetic:
         raise InputDataError("no training pairs: both the real and the synthetic sets are empty")
     with torch.random.fork_rng(devices=[]):  # initial weights from config.seed, caller's global RNG untouched
@@ -120,7 +129,7 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, config: Segmenter
         if num_synthetic:
             index = torch.randint(len(synthetic_images), (num_synthetic,), generator=generator)
             parts_x.append(synthetic_images[index]), parts_y.append(synthetic_masks[index])
-        x, y = torch.cat(parts_x), torch.cat(parts_y)
+        x, y = torch.cat(parts_x).float(), torch.cat(parts_y).float()
         if config.augment:
             x, y = augment_pairs(x, y, generator)
 
