@@ -1,0 +1,1 @@
+"""The 'AlignFlow' Segment Editor effect (registered by the AlignFlowSlicer module at startup)."""
