@@ -33,6 +33,31 @@ def test_mmd_unbiased_can_be_negative():
     assert min(values) < 0 < max(values)
 
 
+def test_mmd_unbiased_averages_to_zero_over_random_splits():
+    pool = _gauss(400, 6, 7)
+    g = torch.Generator().manual_seed(8)
+    values = []
+    for _ in range(200):
+        order = torch.randperm(len(pool), generator=g)
+        values.append(float(mmd2_unbiased(pool[order[:12]], pool[order[12:24]])))
+    values = torch.tensor(values)
+    # Centred on 0 within sampling error; keeping the diagonal terms (the biased V-statistic) would add
+    # ≈ 2·(k(0) − E k)/12 ≈ 0.3 here, with k(0) = 4 for the four-bandwidth kernel sum.
+    assert abs(float(values.mean())) < 3 * float(values.std()) / len(values) ** 0.5
+    assert abs(float(values.mean())) < 0.03
+
+
+def test_mmd_rbf_is_shift_invariant_and_keeps_fp64():
+    x, y = _gauss(20, 5, 0), _gauss(20, 5, 1, shift=0.7)
+    plain = mmd2_unbiased(x, y)
+    assert torch.allclose(mmd2_unbiased(x + 1e3, y + 1e3), plain, atol=1e-5)   # centring avoids fp32 cancellation
+    assert mmd2_unbiased(x.double(), y.double()).dtype == torch.float64
+    with pytest.raises(ValueError):
+        mmd2_unbiased(x, y[:, :3])
+    with pytest.raises(ValueError):
+        mmd2_unbiased(x, y, bandwidths=[1.0, 0.0])
+
+
 def test_mmd_gradient_flows_to_x_and_reduces_discrepancy():
     x = _gauss(32, 5, 0, shift=1.0).requires_grad_(True)
     y = _gauss(32, 5, 1)
@@ -72,6 +97,24 @@ def test_frechet_distance_identical_and_shifted():
     assert frechet_distance(a, a + delta) == pytest.approx(float(delta.square().sum()), rel=1e-3)
 
 
+def _fid_by_sqrtm(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy import linalg
+
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    return float(((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(cov_a + cov_b - 2 * linalg.sqrtm(cov_a @ cov_b).real))
+
+
+def test_frechet_distance_matches_sqrtm_for_many_and_few_samples():
+    a, b = _gauss(40, 5, 0).double().numpy(), (_gauss(30, 5, 1).double() * 1.5 + 0.3).numpy()
+    assert frechet_distance(a, b, ridge=0.0) == pytest.approx(_fid_by_sqrtm(a, b), rel=1e-6)      # n > d route
+    few_a, few_b = _gauss(6, 12, 2).double().numpy(), (_gauss(5, 12, 3).double() * 0.5).numpy()  # n < d: singular
+    value = frechet_distance(few_a, few_b)
+    assert value > 0 and value == pytest.approx(_fid_by_sqrtm(few_a, few_b), rel=1e-4)
+    assert abs(frechet_distance(few_a, few_a)) < 1e-9
+    with pytest.raises(ValueError):
+        frechet_distance(few_a[:1], few_b)
+
+
 def test_kid_near_zero_for_one_distribution():
     mean, std = kernel_inception_distance(_gauss(200, 32, 0), _gauss(200, 32, 1), num_subsets=5, subset_size=100)
     shifted, _ = kernel_inception_distance(_gauss(200, 32, 0), _gauss(200, 32, 1, 1.0), num_subsets=5,
@@ -104,6 +147,7 @@ def test_extractor_shape_finite_deterministic(extractor):
     assert extractor.deep_features(images).shape == (3, 1280)
     assert extractor.style_features(images).shape == (3, 112)
     assert torch.allclose(a[:, :1280], extractor.deep_features(images).detach())
+    assert torch.allclose(a[:, 1280:], extractor.style_weight * extractor.style_features(images).detach())
 
 
 def test_extractor_cached_frozen_and_stays_eval(extractor):
