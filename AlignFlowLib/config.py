@@ -119,6 +119,7 @@ class SegmenterConfig:
     weight_decay: float = 1e-5
     synthetic_ratio: float = 0.5      # share of each batch drawn from synthetic pairs when there are any
     augment: bool = True              # flips, 90-degree rotations, mild intensity jitter
+    strong_augment: bool = False      # add classic colour/blur/noise augmentation (used for the stage-2 judge)
     seed: int = 3
 
 

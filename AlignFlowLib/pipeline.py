@@ -13,7 +13,8 @@ from typing import Any
 import torch
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import ImageGeneratorConfig, MaskGeneratorConfig, RunConfig, SegmenterConfig, SynthesisConfig, to_dict
+from .config import (ImageGeneratorConfig, MaskGeneratorConfig, RunConfig, SegmenterConfig, SynthesisConfig, replace,
+                     to_dict)
 from .data.folders import PairSet, load_pairs, load_references, write_pairs
 from .errors import RunFolderError
 from .events import EventCallback, StageProgress, ignore_events
@@ -71,17 +72,22 @@ def load_mask_generator(path: Path, device: torch.device):
 
 def ensure_source_segmenter(run: RunFolder, pairs: PairSet, config: RunConfig, device: torch.device,
                             resume: bool, on_event: EventCallback) -> ExportedSegmenter:
-    """The frozen source-only segmenter: the mask-consistency judge in stage 2 and the source-only baseline."""
+    """The frozen source-only segmenter: the mask-consistency judge in stage 2 and the source-only baseline.
+
+    It is trained with strong photometric augmentation so that it judges whether the conditioning mask is still
+    *there*, not whether the image still *looks like the source* — otherwise the judge fights the reward.
+    """
     exported = run.source_segmenter / "exported"
     if not (exported / "model.json").is_file():
-        model = train_segmenter(pairs.images, pairs.masks, config.segmenter, device, on_event,
+        judge_config = replace(config.segmenter, strong_augment=True)
+        model = train_segmenter(pairs.images, pairs.masks, judge_config, device, on_event,
                                 checkpoint_path=run.checkpoint("source_segmenter_last"), resume=resume,
                                 stage="source_segmenter")
         export_segmenter(model, exported, architecture=config.segmenter.architecture,
                          in_channels=pairs.images.shape[1], image_size_px=config.data.image_size_px,
                          resize_mode=config.data.resize_mode,
                          training_summary={"data": "source only", "num_pairs": len(pairs),
-                                           "config": to_dict(config.segmenter)})
+                                           "config": to_dict(judge_config)})
     return ExportedSegmenter.load(exported, device=device)
 
 

@@ -28,7 +28,8 @@ def stage1(phantom_paths, tmp_path_factory):
     root = tmp_path_factory.mktemp("alignment")
     source = load_pairs(phantom_paths.source, CONFIG.data)
     model = train_image_generator(source, CONFIG.image_generator, CONFIG.data, DEVICE, root / "stage1.pt")
-    segmenter_model = train_segmenter(source.images, source.masks, CONFIG.segmenter, DEVICE)
+    segmenter_model = train_segmenter(source.images, source.masks, replace(CONFIG.segmenter, strong_augment=True),
+                                      DEVICE)
     export_segmenter(segmenter_model, root / "segmenter", architecture=CONFIG.segmenter.architecture,
                      in_channels=3, image_size_px=CONFIG.data.image_size_px)
     return {"model": model, "source": source, "root": root,

@@ -15,6 +15,7 @@ from ..config import SegmenterConfig, from_dict
 from ..device import autocast, seeded_generator
 from ..errors import InputDataError, RunFolderError, TrainingDivergedError
 from ..events import EventCallback, StageProgress, ignore_events
+from ..baselines.augment import classic_augment
 from .metrics import dice_iou, summarize
 from .model import build_segmenter
 
@@ -132,6 +133,8 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, config: Segmenter
         x, y = torch.cat(parts_x).float(), torch.cat(parts_y).float()
         if config.augment:
             x, y = augment_pairs(x, y, generator)
+        if config.strong_augment:
+            x, y = classic_augment(x, y, generator)
 
         # Update weights.
         with autocast(device):
