@@ -73,7 +73,7 @@ def run_demo(out_dir: Path, device: torch.device, config: RunConfig = DEMO, num_
         ["mask consistency (Dice of source segmenter) ↑", before["mask_consistency_dice"],
          after["mask_consistency_dice"]],
     ]
-    seg_rows = [["source only", source_only["mdice"], source_only["miou"]],
+    seg_rows = [["source only (strong colour aug., stage-2 judge)", source_only["mdice"], source_only["miou"]],
                 ["source + aligned synthetic", with_synthetic["mdice"], with_synthetic["miou"]]]
     metrics["table"] = format_table(rows, seg_rows)
     _write_demo_report(run, source, references, target_test, comparison, rows, seg_rows)
