@@ -13,7 +13,13 @@ import torch
 from .errors import RunFolderError
 
 
-def _atomic_write(path: Path, write) -> None:
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: Path, write) -> None:
     """Write to a temporary file beside `path`, fsync, then rename: a kill leaves the old file or the new, never half."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -23,6 +29,7 @@ def _atomic_write(path: Path, write) -> None:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would
         os.replace(tmp_name, path)
     except BaseException:
         if os.path.exists(tmp_name):
@@ -32,7 +39,7 @@ def _atomic_write(path: Path, write) -> None:
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Save a dict of state dicts, plain config dicts and numbers atomically."""
-    _atomic_write(Path(path), lambda handle: torch.save(payload, handle))
+    atomic_write(Path(path), lambda handle: torch.save(payload, handle))
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -49,4 +56,4 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 
 def write_json_atomic(path: Path, data: Any) -> None:
     text = json.dumps(data, indent=2, sort_keys=False, default=str)
-    _atomic_write(Path(path), lambda handle: handle.write(text.encode("utf-8")))
+    atomic_write(Path(path), lambda handle: handle.write(text.encode("utf-8")))

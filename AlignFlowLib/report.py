@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from .checkpoint import _atomic_write
+from .checkpoint import atomic_write
 
 
 def _to_rgb_uint8(image: torch.Tensor) -> np.ndarray:
@@ -94,5 +94,5 @@ def write_report(path: Path, title: str, sections: Sequence[tuple[str, str]]) ->
     body = "".join(f"<h2>{html.escape(heading)}</h2>{content}" for heading, content in sections)
     text = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>")
-    _atomic_write(Path(path), lambda handle: handle.write(text.encode("utf-8")))
+    atomic_write(Path(path), lambda handle: handle.write(text.encode("utf-8")))
     return Path(path)

@@ -9,15 +9,13 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from ..checkpoint import write_json_atomic
+from ..checkpoint import atomic_write, write_json_atomic
 from ..errors import InputDataError
 from ..version import __version__
 
@@ -46,14 +44,7 @@ def export_segmenter(model: torch.nn.Module, folder: Path, *, architecture: str,
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     scripted = _to_torchscript(model, in_channels, image_size_px)
-    fd, tmp = tempfile.mkstemp(prefix=".model.pt.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        torch.jit.save(scripted, tmp)
-        os.replace(tmp, folder / "model.pt")
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(folder / "model.pt", lambda handle: torch.jit.save(scripted, handle))
     write_json_atomic(folder / "model.json", {
         "format": FORMAT, "format_version": FORMAT_VERSION, "architecture": architecture, "labels": list(labels),
         "spatial_dims": 2, "in_channels": in_channels, "image_size_px": image_size_px, "resize_mode": resize_mode,
