@@ -33,7 +33,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
     parser.add_argument("--progress", choices=("bar", "jsonl"), default="bar",
                         help="bar: human progress bar on stderr; jsonl: one JSON event per line on stdout")
-    parser.add_argument("--seed", type=int, default=None, help="override every stage's seed offset")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="added to every stage's seed (synthesize: the seed of pair 0)")
 
 
 def _size_and_steps(parser: argparse.ArgumentParser) -> None:
@@ -180,7 +181,12 @@ def resolve_config(args: argparse.Namespace):
         changes["segmenter"] = replace(config.segmenter, num_steps=args.segmenter_steps)
     if getattr(args, "num", None):
         changes["synthesis"] = replace(config.synthesis, num_pairs=args.num)
-    return replace(config, **changes)
+    config = replace(config, **changes)
+    if getattr(args, "seed", None) is not None:  # shift every stage's seed, keeping the stages' streams distinct
+        config = replace(config, **{name: replace(getattr(config, name), seed=getattr(config, name).seed + args.seed)
+                                    for name in ("image_generator", "mask_generator", "align", "synthesis",
+                                                 "segmenter")})
+    return config
 
 
 def _command(args: argparse.Namespace, on_event) -> dict[str, Any]:

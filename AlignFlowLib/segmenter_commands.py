@@ -29,8 +29,6 @@ def _train(args: argparse.Namespace, device: torch.device, on_event: EventCallba
         segmenter = replace(segmenter, num_steps=args.steps)
     if args.ratio is not None:
         segmenter = replace(segmenter, synthetic_ratio=args.ratio)
-    if args.seed is not None:
-        segmenter = replace(segmenter, seed=args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "config.json", {"data": to_dict(config.data), "segmenter": to_dict(segmenter),
