@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .version import __version__
+from .version import __version__  # noqa: F401  (re-exported)
 
 _EXPORTS = {
     "AlignConfig": "config", "DataConfig": "config", "ImageGeneratorConfig": "config",

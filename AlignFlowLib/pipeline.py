@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import (ImageGeneratorConfig, MaskGeneratorConfig, RunConfig, SegmenterConfig, SynthesisConfig, replace,
+from .config import (ImageGeneratorConfig, MaskGeneratorConfig, RunConfig, SynthesisConfig, replace,
                      to_dict)
 from .data.folders import PairSet, load_pairs, load_references, write_pairs
 from .errors import RunFolderError

@@ -30,7 +30,6 @@ from ..evaluation import compare_generators
 from ..events import EventCallback, StageProgress, ignore_events
 from ..presets import DEFAULT, DEMO
 from ..reward.features import load_feature_extractor
-from ..segmenter.export import ExportedSegmenter
 from ..segmenter.train import evaluate_segmenter, train_segmenter
 from ..version import __version__
 
