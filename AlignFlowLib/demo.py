@@ -90,10 +90,8 @@ def format_table(rows: list[list[Any]], seg_rows: list[list[Any]]) -> str:
 
 
 def _write_demo_report(run: RunFolder, source, references, target_test, comparison, rows, seg_rows) -> None:
-    from .data.folders import load_pairs as _load
-
     config, _ = run.load_config()
-    synthetic = _load(run.synthetic, config.data)
+    synthetic = load_pairs(run.synthetic, config.data)
     stage1_state = load_checkpoint(run.image_generator)
     mask_state = load_checkpoint(run.mask_generator)
     aligned_state = load_checkpoint(run.aligned_generator)

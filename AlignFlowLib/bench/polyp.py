@@ -24,7 +24,7 @@ from ..baselines.fda import fourier_domain_adaptation
 from ..baselines.histogram import match_histograms
 from ..checkpoint import write_json_atomic
 from ..config import RunConfig, replace, to_dict
-from ..data.folders import PairSet, load_pairs, load_references
+from ..data.folders import PairSet, load_pairs, load_references, write_images, write_pairs
 from ..errors import InputDataError, choose
 from ..evaluation import compare_generators
 from ..events import EventCallback, StageProgress, ignore_events
@@ -151,8 +151,6 @@ def run_polyp_benchmark(data_root: Path, out_dir: Path, preset_name: str, device
     # Stage 1 (shared by every reference set) and the source-only segmenter (also the mask-consistency judge).
     run, config, _ = pipeline.start_run(out_dir / "run", config, {"source": str(source_dir)}, resume=False)
     pairs_dir = out_dir / "source_pairs"
-    from ..data.folders import write_pairs
-
     write_pairs(pairs_dir, source.images, source.masks, source.names)
     run.update_inputs(source=str(pairs_dir))
     timer("stage1", lambda: pipeline.train_generators(run, device, on_event=on_event))
@@ -200,8 +198,6 @@ def run_polyp_benchmark(data_root: Path, out_dir: Path, preset_name: str, device
 
         # AlignFlow: align to these references, synthesise, train.
         ref_dir = out_dir / "references" / set_name
-        from ..data.folders import write_images
-
         write_images(ref_dir / "images", references.images, references.names)
         for stale in (run.align_state, run.aligned_generator):
             stale.unlink(missing_ok=True)
