@@ -15,6 +15,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from .bench.methods import METHODS as BENCH_METHODS
 from .errors import AlignFlowError, CancelledByUser
 from .events import EventFanout, JsonlPrinter, JsonlWriter, ProgressBar
 
@@ -112,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folder with splits.json and the two datasets")
     bench.add_argument("--preset", default="smoke", help="smoke | cpu | gpu | gpu-full")
     bench.add_argument("--out", type=Path, default=None, help="default bench/results/<preset>-<device>")
+    bench.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                       help="change one preset setting, e.g. align.learning_rate=3e-5 (repeatable; for ablations)")
+    bench.add_argument("--methods", default=None,
+                       help="comma-separated subset of: " + ", ".join(BENCH_METHODS) + " (default: all)")
+    bench.add_argument("--reuse-stage1", type=Path, default=None, metavar="BENCH_OUT",
+                       help="reuse the stage-1 generators of an earlier benchmark output folder (same settings)")
     _common(bench)
 
     seg = commands.add_parser("segmenter", help="train, evaluate or export a segmenter")
@@ -265,10 +272,12 @@ def _command(args: argparse.Namespace, on_event) -> dict[str, Any]:
         from .bench.polyp import run_polyp_benchmark
 
         out = args.out or Path("bench/results") / f"{args.preset}-{device.type}"
-        results = run_polyp_benchmark(args.data, out, args.preset, device, on_event)
-        from .bench.report import method_rows
+        methods = tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else None
+        results = run_polyp_benchmark(args.data, out, args.preset, device, on_event, tuple(args.overrides),
+                                      methods, args.reuse_stage1)
+        from .bench.report import method_rows, target_rows
 
-        table = "\n".join(" | ".join(str(c) for c in row) for row in method_rows(results))
+        table = "\n".join(" | ".join(str(c) for c in row) for row in method_rows(results) + target_rows(results))
         on_event({"event": "log", "message": "\n" + table})
         return {"results": str(Path(out) / "results.json"), "wall_time_s": results["wall_time_s"]}
 

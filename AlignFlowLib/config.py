@@ -11,7 +11,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .errors import AlignFlowError
+from .errors import AlignFlowError, UsageError
 
 T = TypeVar("T")
 
@@ -161,3 +161,53 @@ def from_dict(cls: type[T], data: dict[str, Any] | None) -> T:
 
 def replace(config: T, **changes: Any) -> T:
     return dataclasses.replace(config, **changes)
+
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def _parse_value(text: str, hint: Any, name: str) -> Any:
+    try:
+        if hint is bool:
+            if text.lower() not in _TRUE | _FALSE:
+                raise ValueError(text)
+            return text.lower() in _TRUE
+        if hint in (int, float, str):
+            return hint(text)
+        if typing.get_origin(hint) is tuple:
+            item = typing.get_args(hint)[0]
+            return tuple(_parse_value(part.strip(), item, name) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise UsageError(f"--set {name}={text}: not a valid {getattr(hint, '__name__', hint)}") from None
+    raise UsageError(f"--set {name}: this option cannot be set from the command line")
+
+
+def apply_overrides(config: RunConfig, assignments: list[str] | tuple[str, ...]) -> RunConfig:
+    """Apply `section.field=value` assignments (e.g. `align.learning_rate=3e-5`, `align.sampler.num_steps=4`).
+
+    This is how ablations change one setting without a new preset; the result is stored in the run's config,
+    so every results file says exactly what was run.
+    """
+    for assignment in assignments:
+        name, sep, text = assignment.partition("=")
+        path = [part for part in name.strip().split(".") if part]
+        if not sep or len(path) < 2:
+            raise UsageError(f"--set {assignment!r}: expected section.field=value, e.g. align.learning_rate=3e-5")
+        config = _override(config, path, text.strip(), name.strip())
+    return config
+
+
+def _override(config: Any, path: list[str], text: str, name: str) -> Any:
+    fields = {f.name for f in dataclasses.fields(config)}
+    if path[0] not in fields:
+        raise UsageError(f"--set {name}: {type(config).__name__} has no option {path[0]!r}; "
+                         f"options: {', '.join(sorted(fields))}")
+    current = getattr(config, path[0])
+    if len(path) > 1:
+        if not dataclasses.is_dataclass(current):
+            raise UsageError(f"--set {name}: {path[0]!r} is not a section")
+        return replace(config, **{path[0]: _override(current, path[1:], text, name)})
+    if dataclasses.is_dataclass(current):
+        raise UsageError(f"--set {name}: {path[0]!r} is a section; name one of its options")
+    hint = typing.get_type_hints(type(config))[path[0]]
+    return replace(config, **{path[0]: _parse_value(text, hint, name)})

@@ -25,6 +25,12 @@ class AlignFlowError(Exception):
         super().__init__(f"{self.path}: {message}" if path is not None else message)
 
 
+class UsageError(AlignFlowError):
+    """A command-line value that parses but means nothing (e.g. an unknown `--set` option)."""
+
+    exit_code = 2
+
+
 class InputDataError(AlignFlowError):
     """The user's data is missing or malformed; the message names the file and the problem."""
 

@@ -7,8 +7,10 @@ import shutil
 
 import pytest
 
-from AlignFlowLib.bench.polyp import METHODS, run_polyp_benchmark
-from AlignFlowLib.bench.report import readme_table
+from AlignFlowLib.bench.methods import METHODS
+from AlignFlowLib.bench.polyp import aggregate, run_polyp_benchmark, target_checks
+from AlignFlowLib.bench.report import ablation_table, readme_table
+from AlignFlowLib.errors import RunFolderError, UsageError
 from AlignFlowLib.data.phantoms import write_phantom_dataset
 
 
@@ -46,3 +48,56 @@ def test_smoke_benchmark_writes_every_method(fake_polyp, tmp_path):
     assert (out / "report.html").read_text().count("<table>") >= 2
     assert "source + AlignFlow synthetic" in readme_table(tmp_path / "results")
     assert results["commit"]
+    assert all(saved["methods"][m]["by_k"]["K10"]["num_runs"] == 2 for m in METHODS)  # two segmenter seeds
+    assert {"K5", "K10", "k5_minus_k10_abs", "met"} <= set(saved["targets"])
+    assert saved["judge_source_val"]["mdice"] >= 0
+
+    # An ablation: stage 1 reused, one setting changed, AlignFlow only; kept out of the main README table.
+    ablation_out = tmp_path / "results" / "smoke-ablation"
+    ablation = run_polyp_benchmark(fake_polyp, ablation_out, "smoke", device=__import__("torch").device("cpu"),
+                                   overrides=("align.anchor_weight=2",), methods=("alignflow",), reuse_stage1=out)
+    assert set(ablation["methods"]) == {"alignflow"} and ablation["config"]["align"]["anchor_weight"] == 2.0
+    assert ablation["wall_time_s"]["stage1"] < results["wall_time_s"]["stage1"]
+    assert "smoke-ablation" in ablation_table(tmp_path / "results")
+    assert "smoke-ablation" not in readme_table(tmp_path / "results")
+    with pytest.raises(RunFolderError):  # other stage-1 settings cannot reuse those generators
+        run_polyp_benchmark(fake_polyp, tmp_path / "other", "smoke", device=__import__("torch").device("cpu"),
+                            overrides=("image_generator.num_steps=41",), methods=("alignflow",), reuse_stage1=out)
+    with pytest.raises(UsageError):
+        run_polyp_benchmark(fake_polyp, tmp_path / "bad", "smoke", device=__import__("torch").device("cpu"),
+                            methods=("alignflow", "magic"))
+
+
+def test_aggregate_spreads_over_every_segmenter():
+    per_set = {"K10_seed0": {"mdice": 0.5, "miou": 0.4, "runs": [{"mdice": 0.4, "miou": 0.3},
+                                                                 {"mdice": 0.6, "miou": 0.5}]},
+               "K10_seed1": {"mdice": 0.7, "miou": 0.6, "runs": [{"mdice": 0.7, "miou": 0.6}]},
+               "K5_seed0": {"mdice": 0.2, "miou": 0.1}}
+    by_k = aggregate(per_set)
+    assert by_k["K10"]["mdice_mean"] == pytest.approx(0.6) and by_k["K10"]["num_runs"] == 3
+    assert by_k["K10"]["mdice_std"] == pytest.approx(0.1247, abs=1e-4)  # pstdev of 0.4, 0.6, 0.7
+    assert by_k["K5"] == {"mdice_mean": 0.2, "mdice_std": 0.0, "miou_mean": 0.1, "miou_std": 0.0,
+                          "num_seeds": 1, "num_runs": 1}
+
+
+def test_target_checks_compare_with_the_best_non_generative_baseline():
+    def method(k10: float, k5: float | None = None) -> dict:
+        by_k = {"K10": {"mdice_mean": k10, "miou_mean": k10 - 0.1}}
+        if k5 is not None:
+            by_k["K5"] = {"mdice_mean": k5, "miou_mean": k5 - 0.1}
+        return {"by_k": by_k}
+
+    methods = {"source_only": method(0.50, 0.50), "fda": method(0.53, 0.52), "alignflow": method(0.56, 0.545)}
+    generator = {"K10_seed0": {"stage1": {"kid_el0": 4.0}, "aligned": {"kid_el0": 1.0}},
+                 "K5_seed0": {"stage1": {"kid_el0": 4.0}, "aligned": {"kid_el0": 3.0}}}
+    checks = target_checks(methods, generator)
+    assert checks["K10"]["mdice_gain_over_source_only"] == pytest.approx(6.0)
+    assert checks["K10"]["best_non_generative"] == "fda"
+    assert checks["K10"]["mdice_gain_over_best_non_generative"] == pytest.approx(3.0)
+    assert checks["K10"]["kid_ratio_aligned_to_stage1"] == pytest.approx(0.25)
+    assert checks["k5_minus_k10_abs"] == pytest.approx(1.5)
+    met = checks["met"]
+    assert met["mdice_gain_over_source_only"] is True        # K10 +6.0, K5 +4.5
+    assert met["mdice_gain_over_best_non_generative"] is True  # K10 +3.0, K5 +2.5
+    assert met["kid_ratio_aligned_to_stage1"] is False        # K5 only reached 0.75
+    assert met["k5_minus_k10_abs"] is False

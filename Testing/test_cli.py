@@ -110,6 +110,16 @@ def test_usage_error_exit_code(capsys):
     assert exit_info.value.code == 2
 
 
+@pytest.mark.parametrize("assignment, fragment", [("align.bogus=1", "has no option 'bogus'"),
+                                                   ("align.num_steps=many", "not a valid int"),
+                                                   ("learning_rate=1", "expected section.field=value")])
+def test_bench_override_errors_are_usage_errors(tmp_path, capsys, assignment, fragment):
+    code, lines = _run_cli(capsys, "bench", "polyp", "--data", str(tmp_path), "--set", assignment,
+                           "--device", "cpu")
+    assert code == 2
+    _assert_one_line_error(lines, fragment)
+
+
 def test_align_on_a_folder_that_is_not_a_run(tmp_path, capsys):
     code, lines = _run_cli(capsys, "align", "--run", str(tmp_path), "--references", str(tmp_path))
     assert code == 4

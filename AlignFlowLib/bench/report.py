@@ -1,4 +1,4 @@
-"""Benchmark tables: the HTML report beside results.json, and the README table made from all results files."""
+"""Benchmark tables: the HTML report beside results.json, and the README tables made from all results files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from ..report import pictures, table, write_report
 
 METHOD_LABELS = {
     "source_only": "source only",
-    "classic_augmentation": "source + classic augmentation",
+    "strong_augmentation": "source, strong colour augmentation (stage-2 judge recipe)",
+    "classic_augmentation": "source + classic augmentation copies",
     "histogram_matching": "source + histogram matching to refs",
     "fda": "source + FDA to refs",
     "stage1_synthetic": "source + stage-1 synthetic (no alignment)",
@@ -18,14 +19,44 @@ METHOD_LABELS = {
     "alignflow_real_masks": "ablation: AlignFlow with real source masks",
 }
 
+TARGET_LABELS = {
+    "mdice_gain_over_source_only": "AlignFlow − source only, mDice points (target ≥ 4.0)",
+    "miou_gain_over_source_only": "AlignFlow − source only, mIoU points (target ≥ 5.6)",
+    "mdice_gain_over_best_non_generative": "AlignFlow − best non-generative, mDice points (target ≥ 1.5)",
+    "kid_ratio_aligned_to_stage1": "KID-EL0 aligned / stage-1 (target ≤ 0.5)",
+}
+
+
+def _k_order(item: tuple[str, Any]) -> int:
+    return int(item[0][1:])
+
 
 def method_rows(results: dict[str, Any]) -> list[list[Any]]:
-    """One row per method and K: mDice and mIoU as mean ± spread over reference seeds (in %)."""
+    """One row per method and K: mDice and mIoU in %, mean over reference seeds ± std over all segmenters."""
     rows = []
     for method, label in METHOD_LABELS.items():
-        for k, scores in sorted(results["methods"][method]["by_k"].items(), key=lambda kv: int(kv[0][1:])):
+        if method not in results["methods"]:
+            continue
+        for k, scores in sorted(results["methods"][method]["by_k"].items(), key=_k_order):
             rows.append([label, k, f"{100 * scores['mdice_mean']:.1f} ± {100 * scores['mdice_std']:.1f}",
-                         f"{100 * scores['miou_mean']:.1f} ± {100 * scores['miou_std']:.1f}", scores["num_seeds"]])
+                         f"{100 * scores['miou_mean']:.1f} ± {100 * scores['miou_std']:.1f}",
+                         scores["num_seeds"], scores.get("num_runs", scores["num_seeds"])])
+    return rows
+
+
+def target_rows(results: dict[str, Any]) -> list[list[Any]]:
+    """The benchmark targets: measured value and whether it is met, per K."""
+    checks = results.get("targets", {})
+    rows = []
+    for k, entry in sorted(((k, v) for k, v in checks.items() if k.startswith("K")), key=_k_order):
+        for name, label in TARGET_LABELS.items():
+            if name in entry:
+                threshold = checks["targets"][name]
+                met = entry[name] <= threshold if name == "kid_ratio_aligned_to_stage1" else entry[name] >= threshold
+                rows.append([k, label, f"{entry[name]:.2f}", "met" if met else "missed"])
+    if "k5_minus_k10_abs" in checks:
+        rows.append(["K5 vs K10", "|AlignFlow K5 − K10|, mDice points (target ≤ 1.0)",
+                     f"{checks['k5_minus_k10_abs']:.2f}", "met" if checks["met"]["k5_minus_k10_abs"] else "missed"])
     return rows
 
 
@@ -39,13 +70,16 @@ def generator_rows(results: dict[str, Any]) -> list[list[Any]]:
 
 
 def write_bench_report(path: Path, results: dict[str, Any], source, test) -> Path:
+    overrides = ", ".join(results.get("overrides", [])) or "none"
     sections = [
         ("Setup", f"<p>preset <b>{results['preset']}</b> ({results['description']}), device {results['device']}, "
                   f"commit {results['commit'][:12]}, {results['num_source_pairs']} source pairs, "
                   f"{results['num_test_images']} target test images, {results['num_synthetic']} synthetic pairs "
-                  f"per method, wall time {results['wall_time_s']['total']} s.</p>"),
+                  f"per method, {results.get('segmenter_seeds', 1)} segmenter seed(s), overrides: {overrides}, "
+                  f"wall time {results['wall_time_s']['total']} s.</p>"),
         ("Target-domain segmentation (target.test)",
-         table(method_rows(results), ["method", "K", "mDice %", "mIoU %", "seeds"])),
+         table(method_rows(results), ["method", "K", "mDice %", "mIoU %", "reference seeds", "segmenters"])),
+        ("Targets", table(target_rows(results), ["K", "check", "value", "verdict"])),
         ("Generator vs target test images (EfficientNet-Lite0 features; not comparable to Inception FID)",
          table(generator_rows(results), ["references", "generator", "FID-EL0", "KID-EL0", "MMD²-EL0",
                                          "mask consistency Dice"])),
@@ -56,15 +90,46 @@ def write_bench_report(path: Path, results: dict[str, Any], source, test) -> Pat
     return write_report(path, f"AlignFlow benchmark: {results['benchmark']}", sections)
 
 
+def _results_files(results_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    return [(path, json.loads(path.read_text())) for path in sorted(Path(results_dir).glob("*/results.json"))]
+
+
 def readme_table(results_dir: Path) -> str:
-    """A Markdown table from every `*/results.json` under `results_dir`, naming device and preset."""
+    """Markdown tables from every full benchmark `*/results.json` under `results_dir`, naming device and preset."""
     lines = []
-    for path in sorted(Path(results_dir).glob("*/results.json")):
-        results = json.loads(path.read_text())
+    for path, results in _results_files(results_dir):
+        if results.get("overrides") or results.get("stage1_reused_from"):
+            continue  # an ablation: see ablation_table
         lines.append(f"\n**{path.parent.name}** — preset `{results['preset']}`, device {results['device']}, "
                      f"{results['num_source_pairs']} source pairs, {results['num_test_images']} test images, "
+                     f"{results.get('segmenter_seeds', 1)} segmenter seed(s) per method, "
                      f"{results['wall_time_s']['total']} s\n")
-        lines.append("| method | K | mDice % | mIoU % | seeds |")
-        lines.append("|---|---|---|---|---|")
+        lines.append("| method | K | mDice % | mIoU % | reference seeds | segmenters |")
+        lines.append("|---|---|---|---|---|---|")
         lines += [f"| {' | '.join(str(c) for c in row)} |" for row in method_rows(results)]
+        targets = target_rows(results)
+        if targets:
+            lines += ["", "| K | check | value | verdict |", "|---|---|---|---|"]
+            lines += [f"| {' | '.join(str(c) for c in row)} |" for row in targets]
     return "\n".join(lines) if lines else "(no results yet)"
+
+
+def ablation_table(results_dir: Path) -> str:
+    """One Markdown row per ablation run (a results file with overrides or reused stage 1): what changed, the
+    reference-only criterion (best held-out-reference MMD²), generator metrics and the AlignFlow score."""
+    lines = ["| run | overrides | K | best held-out-ref MMD² | KID-EL0 stage-1 → aligned | mask consistency | "
+             "AlignFlow mDice % | AlignFlow mIoU % |", "|---|---|---|---|---|---|---|---|"]
+    for path, results in _results_files(results_dir):
+        if not (results.get("overrides") or results.get("stage1_reused_from")):
+            continue
+        for set_name, generator in results["generator"].items():
+            k = set_name.split("_")[0]
+            heldout = results.get("align", {}).get(set_name, {}).get("heldout_mmd") or [float("nan")]
+            scores = results["methods"].get("alignflow", {}).get("by_k", {}).get(k)
+            dice = f"{100 * scores['mdice_mean']:.1f} ± {100 * scores['mdice_std']:.1f}" if scores else "–"
+            iou = f"{100 * scores['miou_mean']:.1f} ± {100 * scores['miou_std']:.1f}" if scores else "–"
+            lines.append(f"| {path.parent.name} | {', '.join(results.get('overrides', [])) or 'none'} | {set_name} "
+                         f"| {min(heldout):.3f} | {generator['stage1']['kid_el0']:.2f} → "
+                         f"{generator['aligned']['kid_el0']:.2f} | {generator['stage1']['mask_consistency_dice']:.3f}"
+                         f" → {generator['aligned']['mask_consistency_dice']:.3f} | {dice} | {iou} |")
+    return "\n".join(lines) if len(lines) > 2 else "(no ablations yet)"
