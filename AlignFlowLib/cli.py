@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="change one preset setting, e.g. align.learning_rate=3e-5 (repeatable; for ablations)")
     bench.add_argument("--methods", default=None,
                        help="comma-separated subset of: " + ", ".join(BENCH_METHODS) + " (default: all)")
+    bench.add_argument("--references", dest="reference_sets", default=None, metavar="K10_seed0,…",
+                       help="comma-separated keys of splits.json target.references (default: the preset's)")
     bench.add_argument("--reuse-stage1", type=Path, default=None, metavar="BENCH_OUT",
                        help="reuse the stage-1 generators of an earlier benchmark output folder (same settings)")
     _common(bench)
@@ -272,9 +274,10 @@ def _command(args: argparse.Namespace, on_event) -> dict[str, Any]:
         from .bench.polyp import run_polyp_benchmark
 
         out = args.out or Path("bench/results") / f"{args.preset}-{device.type}"
-        methods = tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else None
+        methods, reference_sets = (tuple(part.strip() for part in text.split(",") if part.strip()) if text else None
+                                   for text in (args.methods, args.reference_sets))
         results = run_polyp_benchmark(args.data, out, args.preset, device, on_event, tuple(args.overrides),
-                                      methods, args.reuse_stage1)
+                                      methods, args.reuse_stage1, reference_sets)
         from .bench.report import method_rows, target_rows
 
         table = "\n".join(" | ".join(str(c) for c in row) for row in method_rows(results) + target_rows(results))

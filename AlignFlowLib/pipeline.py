@@ -114,7 +114,8 @@ def align(run: RunFolder, references_dir: Path, device: torch.device, resume: bo
                                                                 "stopped_early": result.stopped_early,
                                                                 "history": result.history}})
     summary = {"best_step": result.best_step, "stopped_early": result.stopped_early,
-               "num_references": len(references), "heldout_mmd": result.history.get("heldout_mmd", [])}
+               "num_references": len(references), "eval_step": result.history.get("eval_step", []),
+               "heldout_mmd": result.history.get("heldout_mmd", [])}
     run.update_metrics(align=summary)
     return summary
 

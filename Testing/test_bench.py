@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
 from AlignFlowLib.bench.methods import METHODS
 from AlignFlowLib.bench.polyp import aggregate, run_polyp_benchmark, target_checks
-from AlignFlowLib.bench.report import ablation_table, readme_table
-from AlignFlowLib.errors import RunFolderError, UsageError
+from AlignFlowLib.bench.report import README_BEGIN, README_END, ablation_table, readme_section, readme_table
+from AlignFlowLib.errors import InputDataError, RunFolderError, UsageError
 from AlignFlowLib.data.phantoms import write_phantom_dataset
 
 
@@ -45,7 +46,8 @@ def test_smoke_benchmark_writes_every_method(fake_polyp, tmp_path):
             assert 0 <= scores["mdice_mean"] <= 1 and 0 <= scores["miou_mean"] <= scores["mdice_mean"] + 1e-9
     assert set(saved["generator"]) == {"K5_seed0", "K10_seed0"}
     assert {"stage1", "align", "segmenters", "total"} <= set(saved["wall_time_s"])
-    assert (out / "report.html").read_text().count("<table>") >= 2
+    report = (out / "report.html").read_text()
+    assert report.count("<table>") >= 3 and "K10_seed0: references" in report and "<svg" in report
     assert "source + AlignFlow synthetic" in readme_table(tmp_path / "results")
     assert results["commit"]
     assert all(saved["methods"][m]["by_k"]["K10"]["num_runs"] == 2 for m in METHODS)  # two segmenter seeds
@@ -55,14 +57,20 @@ def test_smoke_benchmark_writes_every_method(fake_polyp, tmp_path):
     # An ablation: stage 1 reused, one setting changed, AlignFlow only; kept out of the main README table.
     ablation_out = tmp_path / "results" / "smoke-ablation"
     ablation = run_polyp_benchmark(fake_polyp, ablation_out, "smoke", device=__import__("torch").device("cpu"),
-                                   overrides=("align.anchor_weight=2",), methods=("alignflow",), reuse_stage1=out)
+                                   overrides=("align.anchor_weight=2",), methods=("alignflow",), reuse_stage1=out,
+                                   reference_sets=("K10_seed0",))
     assert set(ablation["methods"]) == {"alignflow"} and ablation["config"]["align"]["anchor_weight"] == 2.0
+    assert set(ablation["generator"]) == {"K10_seed0"} and ablation["reference_sets"] == ["K10_seed0"]
+    assert ablation["wall_time_s"]["source_segmenter"] < results["wall_time_s"]["source_segmenter"]  # judge reused
     assert ablation["wall_time_s"]["stage1"] < results["wall_time_s"]["stage1"]
     assert "smoke-ablation" in ablation_table(tmp_path / "results")
     assert "smoke-ablation" not in readme_table(tmp_path / "results")
     with pytest.raises(RunFolderError):  # other stage-1 settings cannot reuse those generators
         run_polyp_benchmark(fake_polyp, tmp_path / "other", "smoke", device=__import__("torch").device("cpu"),
                             overrides=("image_generator.num_steps=41",), methods=("alignflow",), reuse_stage1=out)
+    with pytest.raises(InputDataError, match="K7_seed0"):
+        run_polyp_benchmark(fake_polyp, tmp_path / "bad", "smoke", device=__import__("torch").device("cpu"),
+                            reference_sets=("K7_seed0",))
     with pytest.raises(UsageError):
         run_polyp_benchmark(fake_polyp, tmp_path / "bad", "smoke", device=__import__("torch").device("cpu"),
                             methods=("alignflow", "magic"))
@@ -101,3 +109,12 @@ def test_target_checks_compare_with_the_best_non_generative_baseline():
     assert met["mdice_gain_over_best_non_generative"] is True  # K10 +3.0, K5 +2.5
     assert met["kid_ratio_aligned_to_stage1"] is False        # K5 only reached 0.75
     assert met["k5_minus_k10_abs"] is False
+
+
+def test_readme_results_are_generated_from_the_committed_json():
+    """The README's results tables must be exactly what the committed results files say."""
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    start, end = readme.index(README_BEGIN), readme.index(README_END) + len(README_END)
+    assert readme[start:end] == readme_section(root / "bench" / "results"), \
+        "README results are stale: run `python bench/update_readme.py`"

@@ -190,7 +190,8 @@ def target_checks(methods: dict[str, Any], generator: dict[str, Any]) -> dict[st
 
 
 def _reuse_stage1(run: RunFolder, earlier_run: Path, config: RunConfig) -> None:
-    """Copy trained stage-1 generators from an earlier benchmark's run folder, after checking they match."""
+    """Copy trained stage-1 generators (and the judge, when its recipe matches) from an earlier benchmark's run
+    folder, after checking that they were trained with the same settings."""
     for target, kind in ((run.image_generator, "image_generator"), (run.mask_generator, "mask_generator")):
         source = Path(earlier_run) / "run" / "checkpoints" / target.name
         if not source.is_file():
@@ -205,18 +206,26 @@ def _reuse_stage1(run: RunFolder, earlier_run: Path, config: RunConfig) -> None:
                                  source)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
+    judge = Path(earlier_run) / "run" / "source_segmenter" / "exported"
+    if (judge / "model.json").is_file():
+        summary = json.loads((judge / "model.json").read_text()).get("training_summary", {})
+        wanted = to_dict(replace(config.segmenter, strong_augment=True))
+        if json.dumps(summary.get("config"), sort_keys=True) == json.dumps(wanted, sort_keys=True):
+            shutil.copytree(judge, run.source_segmenter / "exported", dirs_exist_ok=True)
 
 
 def run_polyp_benchmark(data_root: Path, out_dir: Path, preset_name: str, device: torch.device,
                         on_event: EventCallback = ignore_events, overrides: tuple[str, ...] = (),
                         methods: tuple[str, ...] | None = None,
-                        reuse_stage1: Path | None = None) -> dict[str, Any]:
+                        reuse_stage1: Path | None = None,
+                        reference_sets: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Run the methods of DESIGN.md §2 on the fixed splits; writes results.json and report.html in `out_dir`.
 
     Args:
         overrides: `section.field=value` settings applied on top of the preset (ablations).
         methods: a subset of METHODS (default all); reference-free methods are skipped when not named.
         reuse_stage1: an earlier benchmark output folder whose stage-1 generators (same settings) are reused.
+        reference_sets: keys of splits.json target.references to run instead of the preset's.
     """
     bench = choose("benchmark preset", preset_name, BENCH_PRESETS)
     methods = tuple(methods or METHODS)
@@ -225,6 +234,10 @@ def run_polyp_benchmark(data_root: Path, out_dir: Path, preset_name: str, device
         raise UsageError(f"unknown benchmark method(s) {', '.join(unknown)}; choose from: {', '.join(METHODS)}")
     config, data_root, out_dir = apply_overrides(bench.run, overrides), Path(data_root), Path(out_dir)
     splits, timer, started = read_splits(data_root), Timer(), time.monotonic()
+    reference_sets = tuple(reference_sets or bench.reference_sets)
+    missing = sorted(set(reference_sets) - set(splits["target"]["references"]))
+    if missing:
+        raise InputDataError(f"has no reference set(s) {', '.join(missing)}", data_root / "splits.json")
     progress = StageProgress(on_event, "bench", 1)
     source_dir = data_root / splits["source"]["dataset"]
     target_dir = data_root / splits["target"]["dataset"]
@@ -277,8 +290,9 @@ def run_polyp_benchmark(data_root: Path, out_dir: Path, preset_name: str, device
     per_set: dict[str, dict[str, dict]] = {m: {} for m in methods}
     generator_metrics: dict[str, Any] = {}
     align_summaries: dict[str, Any] = {}
+    examples: dict[str, dict[str, torch.Tensor]] = {}  # per reference set: pictures for the report
     extractor = load_feature_extractor(config.align.feature_size_px, config.align.style_weight, device)
-    for set_name in bench.reference_sets:
+    for set_name in reference_sets:
         progress.log(f"reference set {set_name}")
         ref_ids = splits["target"]["references"][set_name]
         references = load_references(target_dir / "images", config.data, ref_ids)  # images only, never masks
@@ -322,13 +336,15 @@ def run_polyp_benchmark(data_root: Path, out_dir: Path, preset_name: str, device
         comparison = timer("generator_metrics", lambda: compare_generators(
             generators, masks, test.images, extractor, judge, config.synthesis.sampler, device))
         generator_metrics[set_name] = comparison.metrics
+        examples[set_name] = {"references": references.images, "masks": comparison.masks,
+                              **{name: images for name, images in comparison.images.items()}}
 
     method_results = {m: {"per_set": per_set[m], "by_k": aggregate(per_set[m])} for m in methods}
     results = {
         "benchmark": "polyp: kvasir_seg -> cvc_clinicdb", "preset": preset_name, "description": bench.description,
         "commit": _git_commit(), "library_version": __version__, "device": _device_name(device),
         "overrides": list(overrides), "stage1_reused_from": None if reuse_stage1 is None else str(reuse_stage1),
-        "config": to_dict(config), "reference_sets": list(bench.reference_sets), "segmenter_seeds": seeds,
+        "config": to_dict(config), "reference_sets": list(reference_sets), "segmenter_seeds": seeds,
         "num_source_pairs": len(source), "num_test_images": len(test), "num_synthetic": count,
         "judge_source_val": {"mdice": judge_val["mdice"], "miou": judge_val["miou"]},
         "methods": method_results, "generator": generator_metrics, "align": align_summaries,
@@ -337,7 +353,7 @@ def run_polyp_benchmark(data_root: Path, out_dir: Path, preset_name: str, device
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out_dir / "results.json", results)
-    write_bench_report(out_dir / "report.html", results, source, test)
+    write_bench_report(out_dir / "report.html", results, source, test, examples)
     return results
 
 
