@@ -21,5 +21,5 @@ run deep-features-only --set align.style_weight=0
 run lr-3e-5 --set align.learning_rate=3e-5
 run anchor-2 --set align.anchor_weight=2
 run segmenter-strong-augment --set segmenter.strong_augment=true
-run synthetic-ratio-0.25 --set segmenter.synthetic_ratio=0.25
 run draft-k3 --set align.grad_last_steps=3
+run synthetic-ratio-0.25 --set segmenter.synthetic_ratio=0.25
