@@ -19,8 +19,9 @@ from AlignFlowLib.train.align import align_generator, split_references
 from AlignFlowLib.train.generators import train_image_generator
 
 DEVICE = torch.device("cpu")
-CONFIG = replace(DEMO, image_generator=replace(DEMO.image_generator, num_steps=500),
-                 segmenter=replace(DEMO.segmenter, num_steps=200))
+# The judge gets the demo's 400 segmenter steps: with 200 its Dice on generated images varied enough between
+# (CPU-nondeterministic) runs to put the 0.8× mask-consistency bar within noise.
+CONFIG = replace(DEMO, image_generator=replace(DEMO.image_generator, num_steps=500))
 
 
 @pytest.fixture(scope="module")
