@@ -39,7 +39,7 @@ from ..run_folder import RunFolder
 from ..segmenter.metrics import dice_iou, summarize
 from ..segmenter.train import evaluate_segmenter, train_segmenter
 from ..version import __version__
-from .methods import METHODS, NON_GENERATIVE
+from .methods import METHODS, NON_GENERATIVE, meets_target
 from .report import write_bench_report
 
 log = logging.getLogger(__name__)
@@ -182,8 +182,7 @@ def target_checks(methods: dict[str, Any], generator: dict[str, Any]) -> dict[st
         values = [checks[name]] if name == "k5_minus_k10_abs" and name in checks else \
             [entry[name] for key, entry in checks.items() if isinstance(entry, dict) and name in entry]
         if values:
-            lower_is_better = name in ("kid_ratio_aligned_to_stage1", "k5_minus_k10_abs")
-            met[name] = all((v <= threshold) if lower_is_better else (v >= threshold) for v in values)
+            met[name] = all(meets_target(name, v, threshold) for v in values)
     checks["targets"] = TARGETS
     checks["met"] = met
     return checks

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..report import pictures, svg_curve, table, write_report
+from .methods import meets_target
 
 METHOD_LABELS = {
     "source_only": "source only",
@@ -51,8 +52,7 @@ def target_rows(results: dict[str, Any]) -> list[list[Any]]:
     for k, entry in sorted(((k, v) for k, v in checks.items() if k.startswith("K")), key=_k_order):
         for name, label in TARGET_LABELS.items():
             if name in entry:
-                threshold = checks["targets"][name]
-                met = entry[name] <= threshold if name == "kid_ratio_aligned_to_stage1" else entry[name] >= threshold
+                met = meets_target(name, entry[name], checks["targets"][name])
                 rows.append([k, label, f"{entry[name]:.2f}", "met" if met else "missed"])
     if "k5_minus_k10_abs" in checks:
         rows.append(["K5 vs K10", "AlignFlow K5 vs K10, absolute mDice difference in points (target ≤ 1.0)",
