@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .bench.methods import METHODS as BENCH_METHODS
-from .errors import AlignFlowError, CancelledByUser
+from .errors import AlignFlowError, CancelledByUser, UsageError
 from .events import EventFanout, JsonlPrinter, JsonlWriter, ProgressBar
 
 EXIT_CODES_HELP = """exit codes:
@@ -106,21 +106,32 @@ def build_parser() -> argparse.ArgumentParser:
     _size_and_steps(run)
     _common(run)
 
-    bench = commands.add_parser("bench", help="real-data benchmark with baselines (results.json + report.html)",
+    bench = commands.add_parser("bench", help="the pre-registered benchmark protocol (results.json + report.html)",
+                                description="Runs bench/PROTOCOL.md: every method with one segmenter recipe, shared "
+                                            "seeds, every reference set, paired cluster-bootstrap intervals.",
                                 epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    bench.add_argument("benchmark", choices=("polyp",), help="polyp: Kvasir-SEG -> CVC-ClinicDB")
+    bench.add_argument("benchmark", choices=("polyp", "pairs"),
+                       help="polyp: Kvasir-SEG -> CVC-ClinicDB from --data; pairs: your own --source/--pool/--test")
     bench.add_argument("--data", type=Path, default=Path("../shared/data/polyp"),
-                       help="folder with splits.json and the two datasets")
-    bench.add_argument("--preset", default="smoke", help="smoke | cpu | gpu | gpu-full")
+                       help="polyp: folder with splits.json and the two datasets")
+    bench.add_argument("--source", type=Path, help="pairs: labelled source pair folder (images/ + masks/)")
+    bench.add_argument("--source-val", type=Path, default=None,
+                       help="pairs: labelled source validation pair folder (optional; the recipe check)")
+    bench.add_argument("--pool", type=Path, help="pairs: folder of target images the reference sets are drawn from")
+    bench.add_argument("--test", type=Path, help="pairs: labelled target test pair folder (scores only)")
+    bench.add_argument("--clusters", type=Path, default=None,
+                       help="pairs: JSON {test image stem: cluster} of near-duplicates (default: one per image)")
+    bench.add_argument("--preset", default="smoke", help="smoke | cpu | gpu")
     bench.add_argument("--out", type=Path, default=None, help="default bench/results/<preset>-<device>")
+    bench.add_argument("--resume", action="store_true", help="continue a cut-off benchmark in --out")
     bench.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                       help="change one preset setting, e.g. align.learning_rate=3e-5 (repeatable; for ablations)")
+                       help="change one setting, e.g. align.learning_rate=3e-5 (repeatable; marks an ablation)")
     bench.add_argument("--methods", default=None,
-                       help="comma-separated subset of: " + ", ".join(BENCH_METHODS) + " (default: all)")
+                       help="comma-separated subset of: " + ", ".join(BENCH_METHODS) + " (default: the protocol's)")
     bench.add_argument("--references", dest="reference_sets", default=None, metavar="K10_seed0,…",
-                       help="comma-separated keys of splits.json target.references (default: the preset's)")
+                       help="polyp: comma-separated keys of splits.json target.references (default: the protocol's)")
     bench.add_argument("--reuse-stage1", type=Path, default=None, metavar="BENCH_OUT",
-                       help="reuse the stage-1 generators of an earlier benchmark output folder (same settings)")
+                       help="polyp: reuse the stage-1 generators of an earlier benchmark output folder (same settings)")
     _common(bench)
 
     seg = commands.add_parser("segmenter", help="train, evaluate or export a segmenter")
@@ -271,17 +282,26 @@ def _command(args: argparse.Namespace, on_event) -> dict[str, Any]:
         return {"pairs": str(out)}
 
     if args.command == "bench":
-        from .bench.polyp import run_polyp_benchmark
+        from .bench.report import method_rows, paired_rows, win_rows
 
         out = args.out or Path("bench/results") / f"{args.preset}-{device.type}"
         methods, reference_sets = (tuple(part.strip() for part in text.split(",") if part.strip()) if text else None
                                    for text in (args.methods, args.reference_sets))
-        results = run_polyp_benchmark(args.data, out, args.preset, device, on_event, tuple(args.overrides),
-                                      methods, args.reuse_stage1, reference_sets)
-        from .bench.report import method_rows, target_rows
+        if args.benchmark == "pairs":
+            from .bench.pairs import run_pairs_benchmark
 
-        table = "\n".join(" | ".join(str(c) for c in row) for row in method_rows(results) + target_rows(results))
-        on_event({"event": "log", "message": "\n" + table})
+            for option in ("source", "pool", "test"):
+                if getattr(args, option) is None:
+                    raise UsageError(f"bench pairs needs --{option}")
+            results = run_pairs_benchmark(args.source, args.pool, args.test, out, args.preset, device, on_event,
+                                          args.source_val, args.clusters, tuple(args.overrides), methods, args.resume)
+        else:
+            from .bench.polyp import run_polyp_benchmark
+
+            results = run_polyp_benchmark(args.data, out, args.preset, device, on_event, tuple(args.overrides),
+                                          methods, args.reuse_stage1, reference_sets, args.resume)
+        rows = method_rows(results) + paired_rows(results) + win_rows(results)
+        on_event({"event": "log", "message": "\n" + "\n".join(" | ".join(str(c) for c in row) for row in rows)})
         return {"results": str(Path(out) / "results.json"), "wall_time_s": results["wall_time_s"]}
 
     if args.command == "segmenter":

@@ -96,6 +96,8 @@ class AlignConfig:
     eval_every_steps: int = 20
     eval_num_images: int = 32
     patience_evals: int = 4           # stop after this many evaluations without a better held-out MMD
+    clamp_reward_input: bool = True   # the reward sees images clipped to [-1, 1], as synthesis writes them
+    condition_masks: str = "generated"  # generated (as synthesis uses) | source: masks that condition the reward samples
     grad_clip_norm: float = 1.0
     checkpoint_every_steps: int = 50
     seed: int = 2
@@ -120,6 +122,7 @@ class SegmenterConfig:
     synthetic_ratio: float = 0.5      # share of each batch drawn from synthetic pairs when there are any
     augment: bool = True              # flips, 90-degree rotations, mild intensity jitter
     strong_augment: bool = False      # add classic colour/blur/noise augmentation (used for the stage-2 judge)
+    ema_halflife_steps: float = 0.0   # > 0: evaluate/export an EMA of the weights (less seed-to-seed spread)
     seed: int = 3
 
 

@@ -91,9 +91,25 @@ def ensure_source_segmenter(run: RunFolder, pairs: PairSet, config: RunConfig, d
     return ExportedSegmenter.load(exported, device=device)
 
 
+def alignment_masks(run: RunFolder, config: RunConfig, pairs: PairSet, device: torch.device,
+                    count: int = 256) -> torch.Tensor:
+    """The masks that condition the rewarded samples: the mask generator's first `count` accepted masks from the
+    synthesis seed (the very masks synthesis starts with), or real source masks when the config asks for them."""
+    if config.align.condition_masks == "source" or not run.mask_generator.is_file():
+        return pairs.masks
+    if config.align.condition_masks != "generated":
+        raise ValueError(f"unknown align.condition_masks {config.align.condition_masks!r}; choose generated or source")
+    generated = generate_masks(load_mask_generator(run.mask_generator, device), count, config.synthesis.seed,
+                               pairs.masks, config.mask_generator, device)
+    return generated.masks if len(generated.masks) else pairs.masks
+
+
 def align(run: RunFolder, references_dir: Path, device: torch.device, resume: bool = False,
-          on_event: EventCallback = ignore_events) -> dict[str, Any]:
-    """Stage 2: fine-tune the stage-1 generator towards the references; saves `aligned_generator.pt`."""
+          on_event: EventCallback = ignore_events, condition_masks: torch.Tensor | None = None) -> dict[str, Any]:
+    """Stage 2: fine-tune the stage-1 generator towards the references; saves `aligned_generator.pt`.
+
+    `condition_masks` (computed by `alignment_masks` when not given) lets a caller that aligns many times reuse them.
+    """
     config, inputs = run.load_config()
     pairs = _source_pairs(run, config, inputs)
     references = load_references(Path(references_dir), config.data)
@@ -102,9 +118,12 @@ def align(run: RunFolder, references_dir: Path, device: torch.device, resume: bo
     stage1_state = load_checkpoint(run.image_generator)
     stage1 = rebuild_flow_model(stage1_state, ImageGeneratorConfig).to(device)
     segmenter = ensure_source_segmenter(run, pairs, config, device, resume, on_event)
+    if condition_masks is None:
+        condition_masks = alignment_masks(run, config, pairs, device)
     result = align_generator(stage1, pairs.images, pairs.masks, references.images, config.align, device,
                              run.align_state, segmenter=segmenter, resume=resume,
-                             mask_dropout=config.image_generator.mask_dropout, on_event=on_event)
+                             mask_dropout=config.image_generator.mask_dropout, on_event=on_event,
+                             condition_masks=condition_masks)
     aligned_state = result.model.state_dict()
     save_checkpoint(run.aligned_generator, {
         "kind": "image_generator", "library_version": __version__, "step": stage1_state["step"],

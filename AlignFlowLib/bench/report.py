@@ -7,11 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from ..report import pictures, svg_curve, table, write_report
-from .methods import meets_target
 
 METHOD_LABELS = {
     "source_only": "source only",
-    "strong_augmentation": "source, strong colour augmentation (stage-2 judge recipe)",
     "classic_augmentation": "source + classic augmentation copies",
     "histogram_matching": "source + histogram matching to refs",
     "fda": "source + FDA to refs",
@@ -19,44 +17,62 @@ METHOD_LABELS = {
     "alignflow": "source + AlignFlow synthetic",
     "alignflow_real_masks": "ablation: AlignFlow with real source masks",
 }
-
-TARGET_LABELS = {
-    "mdice_gain_over_source_only": "AlignFlow − source only, mDice points (target ≥ 4.0)",
-    "miou_gain_over_source_only": "AlignFlow − source only, mIoU points (target ≥ 5.6)",
-    "mdice_gain_over_best_non_generative": "AlignFlow − best non-generative, mDice points (target ≥ 1.5)",
-    "kid_ratio_aligned_to_stage1": "KID-EL0 aligned / stage-1 (target ≤ 0.5)",
-}
+PAIRED_LABELS = {"stage1_synthetic": "AlignFlow − stage-1 synthetic (the alignment control)",
+                 "best_non_generative": "AlignFlow − best non-generative",
+                 "source_only": "AlignFlow − source only"}
 
 
 def _k_order(item: tuple[str, Any]) -> int:
     return int(item[0][1:])
 
 
+def _points(value: float) -> str:
+    return f"{100 * value:+.1f}"
+
+
 def method_rows(results: dict[str, Any]) -> list[list[Any]]:
-    """One row per method and K: mDice and mIoU in %, mean over reference seeds ± std over all segmenters."""
+    """One row per method and K: mDice and mIoU in %, mean over reference sets × segmenter seeds ± their std."""
     rows = []
     for method, label in METHOD_LABELS.items():
-        if method not in results["methods"]:
-            continue
-        for k, scores in sorted(results["methods"][method]["by_k"].items(), key=_k_order):
-            rows.append([label, k, f"{100 * scores['mdice_mean']:.1f} ± {100 * scores['mdice_std']:.1f}",
-                         f"{100 * scores['miou_mean']:.1f} ± {100 * scores['miou_std']:.1f}",
-                         scores["num_seeds"], scores.get("num_runs", scores["num_seeds"])])
+        for k, s in sorted(results["methods"].get(method, {}).get("by_k", {}).items(), key=_k_order):
+            rows.append([label, k, f"{100 * s['mdice_mean']:.1f} ± {100 * s['mdice_std']:.1f}",
+                         f"{100 * s['miou_mean']:.1f} ± {100 * s['miou_std']:.1f}", s["num_reference_sets"],
+                         s["num_runs"]])
     return rows
 
 
-def target_rows(results: dict[str, Any]) -> list[list[Any]]:
-    """The benchmark targets: measured value and whether it is met, per K."""
-    checks = results.get("targets", {})
+def paired_rows(results: dict[str, Any]) -> list[list[Any]]:
+    """AlignFlow − other method per K: mean paired mDice difference and its 95 % cluster-bootstrap interval."""
     rows = []
-    for k, entry in sorted(((k, v) for k, v in checks.items() if k.startswith("K")), key=_k_order):
-        for name, label in TARGET_LABELS.items():
-            if name in entry:
-                met = meets_target(name, entry[name], checks["targets"][name])
-                rows.append([k, label, f"{entry[name]:.2f}", "met" if met else "missed"])
-    if "k5_minus_k10_abs" in checks:
-        rows.append(["K5 vs K10", "AlignFlow K5 vs K10, absolute mDice difference in points (target ≤ 1.0)",
-                     f"{checks['k5_minus_k10_abs']:.2f}", "met" if checks["met"]["k5_minus_k10_abs"] else "missed"])
+    for k, scores in sorted(results["methods"].get("alignflow", {}).get("by_k", {}).items(), key=_k_order):
+        for name, label in PAIRED_LABELS.items():
+            d = scores.get("paired", {}).get(name)
+            if d is None:
+                continue
+            which = f" ({METHOD_LABELS[d['method']]})" if "method" in d else ""
+            rows.append([k, label + which, _points(d["mean_diff"]),
+                         f"[{_points(d['ci_low'])}, {_points(d['ci_high'])}]",
+                         f"{d['num_reference_sets']} × {d['num_seeds']} × {d['num_images']} ({d['num_clusters']})"])
+    return rows
+
+
+def win_rows(results: dict[str, Any]) -> list[list[Any]]:
+    win = results.get("win", {})
+    rows = []
+    for k in win.get("rule", {}).get("ks", []):
+        for other, check in win.get(k, {}).items():
+            if other == "kid_ratio_aligned_to_stage1":
+                rows.append([k, "KID-EL0 aligned / stage-1 ≤ 0.5 (DESIGN.md)", f"{check['value']:.2f}",
+                             "met" if check["met"] else "missed"])
+            elif "mean_diff" in check:
+                name = f"{other} ({check['method']})" if "method" in check else other
+                rows.append([k, f"AlignFlow − {name} ≥ {_points(check['min_gain'])} points, "
+                                f"CI low > 0", f"{_points(check['mean_diff'])} (low {_points(check['ci_low'])})",
+                             "met" if check["met"] else "missed"])
+    if "k5_minus_k10_abs" in win:
+        gap = win["k5_minus_k10_abs"]
+        rows.append(["K5 vs K10", f"|AlignFlow K5 − K10| ≤ {100 * gap['max']:.1f} points", f"{100 * gap['value']:.1f}",
+                     "met" if gap["met"] else "missed"])
     return rows
 
 
@@ -71,10 +87,10 @@ def generator_rows(results: dict[str, Any]) -> list[list[Any]]:
 
 def _example_sections(results: dict[str, Any], examples: dict[str, dict]) -> list[tuple[str, str]]:
     """Per reference set: the references, stage-1 and aligned samples from the same masks and noise, and the
-    held-out-reference MMD² during alignment (the early-stopping criterion)."""
+    held-out-reference MMD² during alignment (the selection criterion)."""
     sections = []
     for set_name, pics in examples.items():
-        align = results.get("align", {}).get(set_name, {})
+        align = results.get("align_selection", {}).get(set_name, {})
         curve = svg_curve(align.get("eval_step", []), align.get("heldout_mmd", []),
                           f"{set_name}: held-out-reference MMD² during alignment")
         sections.append((f"{set_name}: references (images only), stage-1 and aligned samples",
@@ -85,18 +101,29 @@ def _example_sections(results: dict[str, Any], examples: dict[str, dict]) -> lis
     return sections
 
 
+def _setup_text(results: dict[str, Any]) -> str:
+    overrides = ", ".join(results.get("overrides", [])) or "none"
+    return (f"preset `{results['preset']}` ({results['description']}), device {results['device']}"
+            f"{', CPU bf16 autocast' if results.get('cpu_bf16') else ''}, commit {results['commit'][:12]}, "
+            f"{results['num_source_pairs']} source pairs, {results['num_test_images']} target test images in "
+            f"{results['num_test_clusters']} clusters, {results['num_synthetic']} synthetic pairs per method, "
+            f"{results['segmenter_seeds']} segmenter seeds, reference sets {', '.join(results['reference_sets'])}, "
+            f"overrides: {overrides}, wall time {results['wall_time_s']['total']} s")
+
+
 def write_bench_report(path: Path, results: dict[str, Any], source, test,
                        examples: dict[str, dict] | None = None) -> Path:
-    overrides = ", ".join(results.get("overrides", [])) or "none"
+    check = results.get("recipe_check", {})
+    recipe = (f"<p>recipe check on source validation: {check['source_val_mdice_recipe']:.3f} (protocol recipe) vs "
+              f"{check['source_val_mdice_alternative']:.3f} (alternative); passed: {check['passed']}</p>"
+              if "passed" in check else "")
     sections = [
-        ("Setup", f"<p>preset <b>{results['preset']}</b> ({results['description']}), device {results['device']}, "
-                  f"commit {results['commit'][:12]}, {results['num_source_pairs']} source pairs, "
-                  f"{results['num_test_images']} target test images, {results['num_synthetic']} synthetic pairs "
-                  f"per method, {results.get('segmenter_seeds', 1)} segmenter seed(s), overrides: {overrides}, "
-                  f"wall time {results['wall_time_s']['total']} s.</p>"),
-        ("Target-domain segmentation (target.test)",
-         table(method_rows(results), ["method", "K", "mDice %", "mIoU %", "reference seeds", "segmenters"])),
-        ("Targets", table(target_rows(results), ["K", "check", "value", "verdict"])),
+        ("Setup", f"<p>{_setup_text(results)}.</p>{recipe}"),
+        ("Target-domain segmentation (test set)",
+         table(method_rows(results), ["method", "K", "mDice %", "mIoU %", "reference sets", "segmenters"])),
+        ("Paired differences (mDice points, 95 % cluster bootstrap)",
+         table(paired_rows(results), ["K", "comparison", "mean", "95 % CI", "sets × seeds × images (clusters)"])),
+        ("Protocol win rule", table(win_rows(results), ["K", "check", "value", "verdict"])),
         ("Generator vs target test images (EfficientNet-Lite0 features; not comparable to Inception FID)",
          table(generator_rows(results), ["references", "generator", "FID-EL0", "KID-EL0", "MMD²-EL0",
                                          "mask consistency Dice"])),
@@ -112,61 +139,59 @@ def _results_files(results_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
     return [(path, json.loads(path.read_text())) for path in sorted(Path(results_dir).glob("*/results.json"))]
 
 
+def _markdown(rows: list[list[Any]], header: list[str]) -> list[str]:
+    return [f"| {' | '.join(header)} |", "|" + "---|" * len(header)] + \
+        [f"| {' | '.join(str(c) for c in row)} |" for row in rows]
+
+
+def _is_ablation(results: dict[str, Any]) -> bool:
+    return bool(results.get("overrides") or results.get("stage1_reused_from"))
+
+
 def readme_table(results_dir: Path) -> str:
-    """Markdown tables from every full benchmark `*/results.json` under `results_dir`, naming device and preset."""
+    """Markdown tables from every full protocol run `*/results.json` under `results_dir`, naming device and preset."""
     lines = []
     for path, results in _results_files(results_dir):
-        if results.get("overrides") or results.get("stage1_reused_from"):
-            continue  # an ablation: see ablation_table
-        lines.append(f"\n**{path.parent.name}** — preset `{results['preset']}`, device {results['device']}, "
-                     f"{results['num_source_pairs']} source pairs, {results['num_test_images']} test images, "
-                     f"{results.get('segmenter_seeds', 1)} segmenter seed(s) per method, "
-                     f"{results['wall_time_s']['total']} s\n")
-        lines.append("| method | K | mDice % | mIoU % | reference seeds | segmenters |")
-        lines.append("|---|---|---|---|---|---|")
-        lines += [f"| {' | '.join(str(c) for c in row)} |" for row in method_rows(results)]
-        lines += ["", "| references | generator | FID-EL0 | KID-EL0 | MMD²-EL0 | mask consistency Dice |",
-                  "|---|---|---|---|---|---|"]
-        lines += [f"| {a} | {b} | {c:.1f} | {d:.3f} | {e:.3f} | {f:.3f} |" for a, b, c, d, e, f in
-                  generator_rows(results)]
+        if _is_ablation(results):
+            continue
+        lines.append(f"\n**{path.parent.name}**: {_setup_text(results)}.\n")
+        lines += _markdown(method_rows(results), ["method", "K", "mDice %", "mIoU %", "reference sets", "segmenters"])
+        lines += [""] + _markdown(paired_rows(results), ["K", "paired comparison", "mean mDice points",
+                                                           "95 % CI", "sets × seeds × images (clusters)"])
+        lines += [""] + _markdown(win_rows(results), ["K", "protocol win rule", "value", "verdict"])
+        lines += [""] + _markdown([[a, b, f"{c:.1f}", f"{d:.3f}", f"{e:.3f}", f"{f:.3f}"] for a, b, c, d, e, f in
+                                   generator_rows(results)],
+                                  ["references", "generator", "FID-EL0", "KID-EL0", "MMD²-EL0", "mask consistency"])
         stages = ", ".join(f"{name} {seconds:g}" for name, seconds in results["wall_time_s"].items())
         lines += ["", f"Wall time per stage (s): {stages}."]
-        targets = target_rows(results)
-        if targets:
-            lines += ["", "| K | check | value | verdict |", "|---|---|---|---|"]
-            lines += [f"| {' | '.join(str(c) for c in row)} |" for row in targets]
-    return "\n".join(lines) if lines else "(no results yet)"
+    return "\n".join(lines) if lines else "(no protocol results yet)"
 
 
 def ablation_table(results_dir: Path) -> str:
-    """One Markdown row per ablation run (a results file with overrides or reused stage 1): what changed, the
-    reference-only criterion (best held-out-reference MMD²), generator metrics and the AlignFlow score."""
-    lines = ["| run | overrides | K | best held-out-ref MMD² | KID-EL0 stage-1 → aligned | mask consistency | "
-             "AlignFlow mDice % | AlignFlow mIoU % |", "|---|---|---|---|---|---|---|---|"]
+    """One Markdown row per ablation run and K: what changed, and AlignFlow − stage-1 synthetic (the control)."""
+    rows = []
     for path, results in _results_files(results_dir):
-        if not (results.get("overrides") or results.get("stage1_reused_from")):
+        if not _is_ablation(results):
             continue
-        for set_name, generator in results["generator"].items():
-            k = set_name.split("_")[0]
-            heldout = results.get("align", {}).get(set_name, {}).get("heldout_mmd") or [float("nan")]
-            scores = results["methods"].get("alignflow", {}).get("by_k", {}).get(k)
-            dice = f"{100 * scores['mdice_mean']:.1f} ± {100 * scores['mdice_std']:.1f}" if scores else "–"
-            iou = f"{100 * scores['miou_mean']:.1f} ± {100 * scores['miou_std']:.1f}" if scores else "–"
-            lines.append(f"| {path.parent.name} | {', '.join(results.get('overrides', [])) or 'none'} | {set_name} "
-                         f"| {min(heldout):.3f} | {generator['stage1']['kid_el0']:.2f} → "
-                         f"{generator['aligned']['kid_el0']:.2f} | {generator['stage1']['mask_consistency_dice']:.3f}"
-                         f" → {generator['aligned']['mask_consistency_dice']:.3f} | {dice} | {iou} |")
-    return "\n".join(lines) if len(lines) > 2 else "(no ablations yet)"
+        for k, scores in sorted(results["methods"].get("alignflow", {}).get("by_k", {}).items(), key=_k_order):
+            d = scores.get("paired", {}).get("stage1_synthetic")
+            control = f"{_points(d['mean_diff'])} [{_points(d['ci_low'])}, {_points(d['ci_high'])}]" if d else "–"
+            rows.append([path.parent.name, ", ".join(results.get("overrides", [])) or "none", k,
+                         f"{100 * scores['mdice_mean']:.1f} ± {100 * scores['mdice_std']:.1f}", control])
+    if not rows:
+        return "(no ablations yet)"
+    return "\n".join(_markdown(rows, ["run", "overrides", "K", "AlignFlow mDice %",
+                                      "AlignFlow − stage-1 synthetic (95 % CI)"]))
 
 
 README_BEGIN, README_END = "<!-- bench-results:begin -->", "<!-- bench-results:end -->"
 
 
 def readme_section(results_dir: Path) -> str:
-    """What goes between the README's bench-results markers: the benchmark tables, then the ablations."""
+    """What goes between the README's bench-results markers: the protocol tables, then the ablations."""
     return (f"{README_BEGIN}\n<!-- generated by `python bench/update_readme.py` from bench/results/*/results.json;"
-            f" do not edit by hand -->\n{readme_table(results_dir)}\n\n**Ablations** (stage 2 and segmenter "
-            f"settings, one change each):\n\n{ablation_table(results_dir)}\n{README_END}")
+            f" do not edit by hand -->\n{readme_table(results_dir)}\n\n**Ablations** (one change each, same "
+            f"protocol):\n\n{ablation_table(results_dir)}\n{README_END}")
 
 
 def update_readme(readme: Path, results_dir: Path) -> bool:

@@ -68,7 +68,8 @@ def _features(extractor, images: torch.Tensor, batch_size: int = 32) -> torch.Te
 def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, source_masks: torch.Tensor,
                     references: torch.Tensor, config: AlignConfig, device: torch.device, checkpoint_path: Path,
                     segmenter: Any | None = None, resume: bool = False, mask_dropout: float = 0.1,
-                    on_event: EventCallback = ignore_events) -> AlignResult:
+                    on_event: EventCallback = ignore_events,
+                    condition_masks: torch.Tensor | None = None) -> AlignResult:
     """Fine-tune a copy of `stage1_model` towards the references' feature distribution.
 
     Args:
@@ -77,6 +78,8 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
             conditioning masks for generated samples.
         references: (K, C, S, S) in [−1, 1], images only, K ≥ 1.
         segmenter: an `ExportedSegmenter` trained on the source (for the mask-consistency term), or None.
+        condition_masks: (M, 1, S, S) masks that condition the rewarded samples; default the source masks. Passing
+            the mask generator's output aligns the generator on the masks synthesis will use.
 
     Raises:
         InputDataError: no references.
@@ -106,9 +109,11 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
 
     # Fixed evaluation batch: the same masks and noise at every evaluation.
-    eval_count = min(config.eval_num_images, len(source_masks))
-    eval_index = torch.randperm(len(source_masks), generator=seeded_generator(config.seed + 1))[:eval_count]
-    eval_masks, eval_seeds = source_masks[eval_index], list(range(10_000, 10_000 + eval_count))
+    if condition_masks is None or len(condition_masks) == 0:
+        condition_masks = source_masks
+    eval_count = min(config.eval_num_images, len(condition_masks))
+    eval_index = torch.randperm(len(condition_masks), generator=seeded_generator(config.seed + 1))[:eval_count]
+    eval_masks, eval_seeds = condition_masks[eval_index], list(range(10_000, 10_000 + eval_count))
 
     def heldout_mmd() -> float | None:
         if holdout_features is None:
@@ -149,15 +154,17 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
 
     while step < config.num_steps and not stopped_early:
         # Generate a batch through the differentiable sampler.
-        index = torch.randint(len(source_masks), (config.batch_size,), generator=generator)
-        masks = source_masks[index].to(device)
+        index = torch.randint(len(condition_masks), (config.batch_size,), generator=generator)
+        masks = condition_masks[index].to(device)
         noise = torch.randn((config.batch_size, *source_images.shape[1:]), generator=generator).to(device)
         with autocast(device):
             images = sample_ode(guided_velocity(model, masks, config.sampler.guidance_scale), noise,
                                 config.sampler.method, config.sampler.num_steps, config.grad_last_steps,
                                 config.checkpoint_activations)
 
-        # Reward: MMD² to the references in feature space.
+        # Reward: MMD² to the references in feature space, on the pixels synthesis will write.
+        if config.clamp_reward_input:
+            images = images.clamp(-1, 1)
         mmd = mmd2_unbiased(extractor(images.float()), reward_features, config.kernel)
         loss = mmd
 

@@ -1,0 +1,499 @@
+"""The benchmark protocol (bench/PROTOCOL.md, settings in protocol.json) on any labelled source, references and
+labelled target test set.
+
+One segmenter recipe for every method, the same segmenter seeds for every method, every reference set of the
+protocol, per-image Dice kept for every segmenter, and paired cluster-bootstrap intervals for AlignFlow against its
+exact control (stage-1 synthetic), source-only and the best non-generative baseline. Nothing is chosen on the target
+test set: alignment's early stopping uses only the references, and the recipe is fixed before the run (checked on
+source validation only). Every finished segmenter is a job file, so `--resume` continues a cut-off run.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import platform
+import shutil
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .. import pipeline
+from ..baselines.augment import classic_augment
+from ..baselines.fda import fourier_domain_adaptation
+from ..baselines.histogram import match_histograms
+from ..checkpoint import load_checkpoint, write_json_atomic
+from ..config import RunConfig, SegmenterConfig, apply_overrides, replace, to_dict
+from ..data.folders import ImageSet, PairSet, load_pairs, write_images, write_pairs
+from ..device import set_cpu_bf16
+from ..errors import RunFolderError, UsageError, choose
+from ..evaluation import compare_generators
+from ..events import EventCallback, StageProgress, ignore_events
+from ..presets import DEFAULT, DEMO
+from ..reward.features import load_feature_extractor
+from ..run_folder import RunFolder
+from ..segmenter.metrics import dice_iou, summarize
+from ..segmenter.train import evaluate_segmenter, train_segmenter
+from ..version import __version__
+from .methods import METHODS, NON_GENERATIVE, meets_target
+from .report import write_bench_report
+from .stats import paired_difference
+
+log = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=1)
+def load_protocol() -> dict[str, Any]:
+    """The pre-registered settings (protocol.json beside this file); the code reads them, PROTOCOL.md explains them."""
+    return json.loads((Path(__file__).with_name("protocol.json")).read_text())
+
+
+def protocol_reference_sets() -> tuple[str, ...]:
+    protocol = load_protocol()
+    return tuple(f"K{k}_seed{s}" for k in protocol["reference_k"] for s in protocol["reference_seeds"])
+
+
+@dataclass(frozen=True)
+class BenchPreset:
+    run: RunConfig                         # model sizes and steps; the protocol's recipe is applied on top
+    num_synthetic_key: str                 # key of protocol.json num_synthetic
+    cpu_bf16: bool = False                 # bf16 autocast on a bf16-capable CPU (measured 2x on a generator step)
+    max_source_pairs: int | None = None    # cap on source training pairs (smoke only)
+    max_test_images: int | None = None     # cap on target test images (smoke only)
+    reference_sets: tuple[str, ...] | None = None  # None: all of the protocol's
+    segmenter_seeds: int | None = None     # None: the protocol's
+    generator_metric_masks: int = 128      # masks (and noise) for FID/KID-EL0 per generator
+    description: str = ""
+
+
+def _size(run: RunConfig, size: int) -> RunConfig:
+    return replace(run, data=replace(run.data, image_size_px=size))
+
+
+_CPU_GENERATOR = replace(DEMO.image_generator, channels=(16, 32, 64, 64), attention_levels=(False,) * 4,
+                         norm_num_groups=8, num_steps=1500, batch_size=16, learning_rate=1e-3,
+                         ema_halflife_steps=100, checkpoint_every_steps=250)
+
+BENCH_PRESETS = {
+    "smoke": BenchPreset(
+        replace(DEMO, image_generator=replace(DEMO.image_generator, num_steps=40, checkpoint_every_steps=20),
+                mask_generator=replace(DEMO.mask_generator, num_steps=20, checkpoint_every_steps=20,
+                                       max_train_iou=1.01),
+                align=replace(DEMO.align, num_steps=4, eval_every_steps=2, eval_num_images=8, batch_size=4,
+                              feature_size_px=32),
+                segmenter=replace(DEMO.segmenter, num_steps=20, ema_halflife_steps=5)),
+        "smoke", max_source_pairs=48, max_test_images=32, reference_sets=("K5_seed0", "K10_seed0"),
+        segmenter_seeds=2, generator_metric_masks=16,
+        description="harness check only: tiny models, numbers mean nothing"),
+    "cpu": BenchPreset(
+        _size(replace(DEMO, image_generator=_CPU_GENERATOR,
+                      mask_generator=replace(DEMO.mask_generator, num_steps=500, checkpoint_every_steps=250),
+                      align=replace(DEMO.align, num_steps=60, batch_size=8, eval_every_steps=10, eval_num_images=24,
+                                    patience_evals=3, feature_size_px=96, checkpoint_every_steps=20),
+                      synthesis=replace(DEMO.synthesis, batch_size=50),
+                      segmenter=replace(DEMO.segmenter, num_steps=300, batch_size=16, learning_rate=2e-3,
+                                        ema_halflife_steps=30)), 96),
+        "cpu", cpu_bf16=True,
+        description="96 px, K in {1, 5, 10} x reference seeds 0-2 x 3 segmenter seeds on a 2-core CPU (90 min target)"),
+    "gpu": BenchPreset(replace(DEFAULT, segmenter=replace(DEFAULT.segmenter, ema_halflife_steps=200)), "gpu",
+                       generator_metric_masks=256,
+                       description="128 px, the whole protocol on one GPU (< 10 min on one H100 is the target)"),
+}
+
+
+@dataclass
+class BenchData:
+    """Everything a benchmark reads, loaded by the caller (polyp splits or plain folders)."""
+
+    name: str
+    source: PairSet                         # labelled source training pairs
+    source_val: PairSet | None              # labelled source validation pairs (recipe check only)
+    test: PairSet                           # labelled target test pairs: scores only, never a choice
+    test_clusters: list[str]                # one label per test image: near-duplicate groups (video sequences)
+    references: dict[str, ImageSet]         # reference set name (K{k}_seed{s}) → target images, never masks
+    source_dir: Path                        # where the source pairs came from (recorded)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Timer:
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def __call__(self, name: str, work: Callable[[], Any]) -> Any:
+        start = time.monotonic()
+        try:
+            return work()
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.monotonic() - start, 1)
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def reference_k(set_name: str) -> str:
+    return set_name.split("_")[0]
+
+
+def _reuse_stage1(run: RunFolder, earlier_out: Path, config: RunConfig) -> None:
+    """Copy trained stage-1 generators (and the judge, when its recipe matches) from an earlier benchmark's output
+    folder, after checking that they were trained with the same settings."""
+    for target, kind in ((run.image_generator, "image_generator"), (run.mask_generator, "mask_generator")):
+        source = Path(earlier_out) / "run" / "checkpoints" / target.name
+        if not source.is_file():
+            raise RunFolderError(f"has no {target.name} to reuse (expected an earlier benchmark's output folder)",
+                                 Path(earlier_out))
+        stored = load_checkpoint(source)
+        wanted = to_dict(getattr(config, kind))
+        same_data = stored.get("meta", {}).get("image_size_px") == config.data.image_size_px
+        if json.dumps(stored.get("config"), sort_keys=True) != json.dumps(wanted, sort_keys=True) \
+                or stored.get("step") != wanted["num_steps"] or not same_data:
+            raise RunFolderError(f"{kind} was trained with other settings than this preset; it cannot be reused",
+                                 source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    judge = Path(earlier_out) / "run" / "source_segmenter" / "exported"
+    if (judge / "model.json").is_file():
+        summary = json.loads((judge / "model.json").read_text()).get("training_summary", {})
+        wanted = to_dict(replace(config.segmenter, strong_augment=True))
+        if json.dumps(summary.get("config"), sort_keys=True) == json.dumps(wanted, sort_keys=True):
+            shutil.copytree(judge, run.source_segmenter / "exported", dirs_exist_ok=True)
+
+
+class SegmenterJobs:
+    """Train-and-score jobs, one JSON file each under OUT/jobs, so a resumed benchmark skips finished ones."""
+
+    def __init__(self, root: Path, data: BenchData, device: torch.device, on_event: EventCallback, timer: Timer):
+        self.root, self.data, self.device, self.on_event, self.timer = root, data, device, on_event, timer
+
+    def run(self, method: str, set_name: str, config: SegmenterConfig, seed_offset: int,
+            extra: tuple[torch.Tensor, torch.Tensor] | None = None, score_test: bool = True) -> dict[str, Any]:
+        path = self.root / method / set_name / f"seed{config.seed + seed_offset}.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        seeded = replace(config, seed=config.seed + seed_offset)
+
+        def work() -> dict[str, Any]:
+            model = train_segmenter(self.data.source.images, self.data.source.masks, seeded, self.device,
+                                    self.on_event, synthetic_images=None if extra is None else extra[0],
+                                    synthetic_masks=None if extra is None else extra[1],
+                                    stage=f"segmenter:{method}:{set_name}:{seeded.seed}")
+            job: dict[str, Any] = {"method": method, "reference_set": set_name, "seed": seeded.seed}
+            if self.data.source_val is not None and len(self.data.source_val):
+                job["source_val_mdice"] = evaluate_segmenter(model, self.data.source_val.images,
+                                                             self.data.source_val.masks, self.device)["mdice"]
+            if score_test:
+                scores = evaluate_segmenter(model, self.data.test.images, self.data.test.masks, self.device)
+                job.update(mdice=scores["mdice"], miou=scores["miou"], dice=[round(v, 5) for v in scores["dice"]],
+                           iou=[round(v, 5) for v in scores["iou"]])
+            return job
+
+        job = self.timer("segmenters", work)
+        write_json_atomic(path, job)
+        return job
+
+
+def summarize_method(jobs: dict[str, list[dict]]) -> dict[str, Any]:
+    """Per K: means over reference sets × segmenter seeds, and the population std over those segmenters."""
+    by_k: dict[str, dict[tuple, dict]] = {}
+    for set_name, runs in jobs.items():  # a reference-free method's runs appear under every set: count them once
+        by_k.setdefault(reference_k(set_name), {}).update({(r["reference_set"], r["seed"]): r for r in runs})
+    by_k = {k: list(runs.values()) for k, runs in by_k.items()}
+    return {k: {"mdice_mean": statistics.fmean(r["mdice"] for r in runs),
+                "mdice_std": statistics.pstdev([r["mdice"] for r in runs]),
+                "miou_mean": statistics.fmean(r["miou"] for r in runs),
+                "miou_std": statistics.pstdev([r["miou"] for r in runs]),
+                "num_reference_sets": len({r["reference_set"] for r in runs}) if runs else 0,
+                "num_runs": len(runs)} for k, runs in by_k.items()}
+
+
+def _dice_array(jobs: dict[str, list[dict]], set_names: list[str]) -> np.ndarray:
+    """(reference sets, seeds, images) per-image Dice, seeds sorted so that seed s meets seed s."""
+    return np.array([[run["dice"] for run in sorted(jobs[name], key=lambda r: r["seed"])] for name in set_names])
+
+
+def paired_comparisons(per_set: dict[str, dict[str, list[dict]]], clusters: list[str],
+                       bootstrap: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per K: AlignFlow − every other method, paired by reference set, seed and image, with cluster-bootstrap CIs;
+    the best non-generative method (highest mean on that K) is named."""
+    out: dict[str, dict[str, Any]] = {}
+    alignflow = per_set.get("alignflow", {})
+    ks = sorted({reference_k(name) for name in alignflow}, key=lambda k: int(k[1:]))
+    for k in ks:
+        set_names = sorted(name for name in alignflow if reference_k(name) == k)
+        mine = _dice_array(alignflow, set_names)
+        entry: dict[str, Any] = {}
+        for method, jobs in per_set.items():
+            if method == "alignflow":
+                continue
+            names = [n if n in jobs else "all" for n in set_names]
+            if not all(n in jobs for n in names):
+                continue
+            other = _dice_array(jobs, names)
+            if other.shape != mine.shape:
+                continue
+            entry[method] = paired_difference(mine, other, clusters, bootstrap["resamples"], bootstrap["seed"],
+                                              bootstrap["confidence"]).as_dict()
+        non_generative = {m: -entry[m]["mean_diff"] for m in NON_GENERATIVE if m in entry}
+        if non_generative:
+            best = max(non_generative, key=non_generative.get)
+            entry["best_non_generative"] = {**entry[best], "method": best}
+        out[k] = entry
+    return out
+
+
+def win_checks(by_k_paired: dict[str, dict[str, Any]], alignflow_by_k: dict[str, Any],
+               generator: dict[str, Any]) -> dict[str, Any]:
+    """The protocol's win rule per K (gains in the scores' units, lower CI end above zero) and |K5 − K10|; the
+    DESIGN.md KID-EL0 ratio is reported beside it."""
+    rule = load_protocol()["win"]
+    checks: dict[str, Any] = {"rule": rule}
+    all_met = True
+    for k in rule["ks"]:
+        paired = by_k_paired.get(k)
+        if not paired:
+            all_met = False
+            continue
+        entry = {}
+        for other, gain in rule["min_gain"].items():
+            result = paired.get(other)
+            if result is None:
+                entry[other] = {"met": False, "reason": "not run"}
+                all_met = False
+                continue
+            met = result["mean_diff"] >= gain and result["ci_low"] > rule["ci_low_above"]
+            entry[other] = {"mean_diff": result["mean_diff"], "ci_low": result["ci_low"], "min_gain": gain,
+                            "met": met, **({"method": result["method"]} if "method" in result else {})}
+            all_met &= met
+        ratios = [g["aligned"]["kid_el0"] / g["stage1"]["kid_el0"] for name, g in generator.items()
+                  if reference_k(name) == k and g["stage1"]["kid_el0"] > 0]
+        if ratios:
+            ratio = statistics.fmean(ratios)
+            entry["kid_ratio_aligned_to_stage1"] = {"value": ratio,
+                                                    "met": meets_target("kid_ratio_aligned_to_stage1", ratio, 0.5)}
+        checks[k] = entry
+    if "K5" in alignflow_by_k and "K10" in alignflow_by_k:
+        gap = abs(alignflow_by_k["K5"]["mdice_mean"] - alignflow_by_k["K10"]["mdice_mean"])
+        checks["k5_minus_k10_abs"] = {"value": gap, "max": rule["max_k5_minus_k10"],
+                                      "met": gap <= rule["max_k5_minus_k10"]}
+        all_met &= gap <= rule["max_k5_minus_k10"]
+    else:
+        all_met = False
+    checks["all_met"] = all_met
+    return checks
+
+
+def run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: torch.device,
+                  on_event: EventCallback = ignore_events, overrides: tuple[str, ...] = (),
+                  methods: tuple[str, ...] | None = None, reuse_stage1: Path | None = None,
+                  reference_sets: tuple[str, ...] | None = None, resume: bool = False) -> dict[str, Any]:
+    """Run the protocol; writes results.json, per_image_dice.json and report.html in `out_dir`.
+
+    Args:
+        overrides: `section.field=value` settings applied after the preset and the recipe (ablations; recorded).
+        methods: a subset of METHODS (default: the protocol's).
+        reuse_stage1: an earlier benchmark output folder whose stage-1 generators (same settings) are reused.
+        reference_sets: a subset of `data.references` (default: the preset's, else all).
+        resume: continue a cut-off benchmark in `out_dir` (finished jobs are kept).
+    """
+    protocol, bench = load_protocol(), choose("benchmark preset", preset_name, BENCH_PRESETS)
+    methods = tuple(methods or protocol["methods"])
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise UsageError(f"unknown benchmark method(s) {', '.join(unknown)}; choose from: {', '.join(METHODS)}")
+    recipe = tuple(protocol["segmenter_recipe"])
+    config = apply_overrides(apply_overrides(bench.run, recipe), overrides)
+    out_dir = Path(out_dir)
+    reference_sets = tuple(reference_sets or bench.reference_sets or sorted(data.references))
+    missing = sorted(set(reference_sets) - set(data.references))
+    if missing:
+        raise UsageError(f"no reference set(s) {', '.join(missing)}; available: {', '.join(sorted(data.references))}")
+    seeds = bench.segmenter_seeds or protocol["segmenter_seeds"]
+    count = protocol["num_synthetic"][bench.num_synthetic_key]
+    bf16 = set_cpu_bf16(bench.cpu_bf16) if device.type == "cpu" else False
+    timer, started = Timer(), time.monotonic()
+    progress = StageProgress(on_event, "bench", 1)
+    source, test = data.source, data.test
+    progress.log(f"{len(source)} source pairs, {len(test)} target test images in {len(set(data.test_clusters))} "
+                 f"clusters at {config.data.image_size_px} px; {len(reference_sets)} reference sets × {seeds} seeds")
+
+    # Stage 1, shared by every reference set, and the mask-consistency judge.
+    run_exists = RunFolder(out_dir / "run").has_checkpoints()
+    if run_exists and not resume:
+        raise RunFolderError("already holds a benchmark; add --resume to continue it or choose a new --out",
+                             out_dir)
+    run, config, _ = pipeline.start_run(out_dir / "run", config, {"source": str(data.source_dir)},
+                                        resume=run_exists)
+    pairs_dir = out_dir / "source_pairs"
+    if not (pairs_dir / "images").is_dir():
+        write_pairs(pairs_dir, source.images, source.masks, source.names)
+    run.update_inputs(source=str(pairs_dir))
+    if reuse_stage1 is not None and not run_exists:
+        _reuse_stage1(run, Path(reuse_stage1), config)
+    timer("stage1", lambda: pipeline.train_generators(run, device, resume=True, on_event=on_event))
+    judge = timer("source_segmenter", lambda: pipeline.ensure_source_segmenter(run, source, config, device, True,
+                                                                               on_event))
+    jobs = SegmenterJobs(out_dir / "jobs", data, device, on_event, timer)
+    per_set: dict[str, dict[str, list[dict]]] = {m: {} for m in methods}
+    copy_index = torch.arange(count) % len(source)
+
+    def score(method: str, set_name: str, extra=None) -> None:
+        per_set[method][set_name] = [jobs.run(method, set_name, config.segmenter, offset, extra)
+                                     for offset in range(seeds)]
+
+    # Recipe check on source validation only: the protocol's recipe against the plain alternative.
+    recipe_check: dict[str, Any] = {"recipe": list(recipe), "alternative": protocol["recipe_check"]["alternative"]}
+    if data.source_val is not None and len(data.source_val) and "source_only" in methods:
+        alternative = apply_overrides(config, tuple(protocol["recipe_check"]["alternative"])).segmenter
+        plain = [jobs.run("recipe_check_alternative", "all", alternative, offset, score_test=False)
+                 for offset in range(seeds)]
+        score("source_only", "all")
+        chosen_val = statistics.fmean(r["source_val_mdice"] for r in per_set["source_only"]["all"])
+        plain_val = statistics.fmean(r["source_val_mdice"] for r in plain)
+        recipe_check.update(source_val_mdice_recipe=chosen_val, source_val_mdice_alternative=plain_val,
+                            passed=chosen_val >= plain_val - protocol["recipe_check"]["max_source_val_loss"])
+        progress.log(f"recipe check on source validation: {chosen_val:.3f} (recipe) vs {plain_val:.3f} (plain)")
+
+    # Reference-free methods: trained once, paired with every reference set.
+    if "source_only" in methods and "all" not in per_set["source_only"]:
+        score("source_only", "all")
+    if "classic_augmentation" in methods:
+        augmented = timer("baselines", lambda: classic_augment(source.images[copy_index], source.masks[copy_index],
+                                                               torch.Generator().manual_seed(0)))
+        score("classic_augmentation", "all", augmented)
+    synthesis = replace(config.synthesis, num_pairs=count)
+    if "stage1_synthetic" in methods:
+        stage1_dir = out_dir / "stage1_pairs"
+        if not (stage1_dir / "manifest.json").is_file():
+            timer("synthesis", lambda: pipeline.synthesize(run, device, synthesis, stage1_dir, "stage1", on_event))
+        stage1_pairs = load_pairs(stage1_dir, config.data)
+        score("stage1_synthetic", "all", (stage1_pairs.images, stage1_pairs.masks))
+
+    # Reference-dependent methods.
+    generator_metrics: dict[str, Any] = {}
+    align_summaries: dict[str, Any] = {}
+    examples: dict[str, dict[str, torch.Tensor]] = {}
+    needs_alignment = "alignflow" in methods or "alignflow_real_masks" in methods
+    extractor = load_feature_extractor(config.align.feature_size_px, config.align.style_weight, device)
+    metric_masks = source.masks[torch.arange(min(bench.generator_metric_masks, count)) % len(source)]
+    stage1_metrics = None
+    condition_masks = (timer("synthesis", lambda: pipeline.alignment_masks(run, config, source, device))
+                       if needs_alignment else None)
+    for set_name in reference_sets:
+        progress.log(f"reference set {set_name}")
+        references = data.references[set_name]
+        if "histogram_matching" in methods:
+            matched = timer("baselines", lambda: match_histograms(source.images[copy_index], references.images))
+            score("histogram_matching", set_name, (matched, source.masks[copy_index]))
+        if "fda" in methods:
+            fda = timer("baselines", lambda: fourier_domain_adaptation(source.images[copy_index], references.images))
+            score("fda", set_name, (fda, source.masks[copy_index]))
+        if not needs_alignment:
+            continue
+
+        # AlignFlow: align to these references (images only), synthesise with stage 1's masks and noise, train.
+        set_dir = out_dir / "aligned" / set_name
+        generator_file = set_dir / "aligned_generator.pt"
+        if not generator_file.is_file():
+            ref_dir = out_dir / "references" / set_name
+            write_images(ref_dir / "images", references.images, references.names)
+            for stale in (run.align_state, run.aligned_generator):
+                stale.unlink(missing_ok=True)
+            summary = timer("align", lambda: pipeline.align(run, ref_dir, device, on_event=on_event,
+                                                            condition_masks=condition_masks))
+            set_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(set_dir / "align_summary.json", summary)
+            shutil.copyfile(run.aligned_generator, generator_file)
+        shutil.copyfile(generator_file, run.aligned_generator)
+        align_summaries[set_name] = json.loads((set_dir / "align_summary.json").read_text())
+        for method, mask_source in (("alignflow", "generated"), ("alignflow_real_masks", "source")):
+            if method not in methods:
+                continue
+            pairs_out = set_dir / f"pairs_{mask_source}_masks"
+            if not (pairs_out / "manifest.json").is_file():
+                timer("synthesis", lambda: pipeline.synthesize(run, device, replace(synthesis, mask_source=mask_source),
+                                                               pairs_out, "aligned", on_event))
+            made = load_pairs(pairs_out, config.data)
+            score(method, set_name, (made.images, made.masks))
+
+        # Generator metrics against target test images (never seen by the reward).
+        generators = {"aligned": pipeline.load_image_generator(run.aligned_generator, device)}
+        if stage1_metrics is None:
+            generators["stage1"] = pipeline.load_image_generator(run.image_generator, device)
+        comparison = timer("generator_metrics", lambda: compare_generators(
+            generators, metric_masks, test.images, extractor, judge, config.synthesis.sampler, device))
+        if stage1_metrics is None:
+            stage1_metrics = (comparison.metrics["stage1"], comparison.images["stage1"])
+        generator_metrics[set_name] = {"stage1": stage1_metrics[0], "aligned": comparison.metrics["aligned"]}
+        examples[set_name] = {"references": references.images, "masks": metric_masks,
+                              "stage1": stage1_metrics[1], "aligned": comparison.images["aligned"]}
+
+    # Results: per-set jobs ("all" = reference-free) expanded so that every K has every method.
+    expanded = {m: ({name: sets["all"] for name in reference_sets} if list(sets) == ["all"] else sets)
+                for m, sets in per_set.items() if sets}
+    bootstrap = protocol["bootstrap"]
+    paired = timer("statistics", lambda: paired_comparisons(per_set, data.test_clusters, bootstrap))
+    method_results: dict[str, Any] = {}
+    for method, sets in expanded.items():
+        by_k = summarize_method({name: runs for name, runs in sets.items() if name in reference_sets})
+        if method == "alignflow":
+            for k, entry in by_k.items():
+                entry["paired"] = paired.get(k, {})
+        method_results[method] = {"by_k": by_k, "per_set": {
+            name: {"mdice": statistics.fmean(r["mdice"] for r in runs),
+                   "miou": statistics.fmean(r["miou"] for r in runs),
+                   "runs": [{"seed": r["seed"], "mdice": r["mdice"], "miou": r["miou"],
+                             **({"source_val_mdice": r["source_val_mdice"]} if "source_val_mdice" in r else {})}
+                            for r in runs]} for name, runs in sets.items()}}
+    alignflow_by_k = method_results.get("alignflow", {}).get("by_k", {})
+    seen_before = set(data.notes.get("reference_sets_seen_before_protocol", []))
+    results = {
+        "benchmark": data.name, "preset": preset_name, "description": bench.description,
+        "protocol_version": protocol["version"], "commit": _git_commit(), "library_version": __version__,
+        "device": _device_name(device), "cpu_bf16": bf16, "overrides": list(overrides),
+        "stage1_reused_from": None if reuse_stage1 is None else str(reuse_stage1),
+        "config": to_dict(config), "reference_sets": list(reference_sets),
+        "reference_sets_seen_before_protocol": sorted(seen_before & set(reference_sets)),
+        "segmenter_seeds": seeds, "num_source_pairs": len(source), "num_test_images": len(test),
+        "num_test_clusters": len(set(data.test_clusters)), "num_synthetic": count,
+        "bootstrap": bootstrap, "recipe_check": recipe_check,
+        "judge_source_val": _judge_val(judge, data.source_val),
+        "methods": method_results, "generator": generator_metrics,
+        "align_selection": {"rule": "held-out-reference MMD² (references only; target test never read)",
+                            **align_summaries},
+        "win": win_checks({k: v.get("paired", {}) for k, v in alignflow_by_k.items()}, alignflow_by_k,
+                          generator_metrics),
+        "wall_time_s": {**timer.seconds, "total": round(time.monotonic() - started, 1)},
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / "results.json", results)
+    write_json_atomic(out_dir / "per_image_dice.json", {
+        "test_names": test.names, "clusters": data.test_clusters,
+        "dice": {m: {name: {str(r["seed"]): r["dice"] for r in runs} for name, runs in sets.items()}
+                 for m, sets in per_set.items()}})
+    write_bench_report(out_dir / "report.html", results, source, test, examples)
+    return results
+
+
+def _judge_val(judge, source_val: PairSet | None) -> dict[str, float] | None:
+    if source_val is None or not len(source_val):
+        return None
+    scores = summarize(*dice_iou(judge.predict_probs(source_val.images) > 0.5, source_val.masks > 0.5))
+    return {"mdice": scores["mdice"], "miou": scores["miou"]}
