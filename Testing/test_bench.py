@@ -1,4 +1,4 @@
-"""The benchmark harness on a phantom stand-in laid out like ../shared/data/polyp (never the real data in CI)."""
+"""The benchmark protocol on phantom stand-ins laid out like ../shared/data/polyp (never the real data in CI)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,21 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
-from AlignFlowLib.bench.methods import METHODS
-from AlignFlowLib.bench.polyp import aggregate, run_polyp_benchmark, target_checks
+from AlignFlowLib.bench.pairs import draw_reference_sets, run_pairs_benchmark
+from AlignFlowLib.bench.polyp import run_polyp_benchmark
+from AlignFlowLib.bench.protocol import load_protocol, summarize_method, win_checks
 from AlignFlowLib.bench.report import README_BEGIN, README_END, ablation_table, readme_section, readme_table
-from AlignFlowLib.errors import InputDataError, RunFolderError, UsageError
+from AlignFlowLib.bench.stats import paired_difference
+from AlignFlowLib.cli import main
+from AlignFlowLib.data.folders import ImageSet
 from AlignFlowLib.data.phantoms import write_phantom_dataset
+from AlignFlowLib.errors import InputDataError, RunFolderError, UsageError
+
+CPU = torch.device("cpu")
 
 
 @pytest.fixture()
@@ -28,6 +36,8 @@ def fake_polyp(tmp_path):
     # Poison the reference pool's masks: the benchmark must never read them.
     for stem in pool:
         (root / "tgt_ds" / "masks" / f"{stem}.png").write_bytes(b"reference masks must not be read")
+    # Test frames in "video sequences" of five, as sequences.json groups CVC-ClinicDB.
+    (root / "tgt_ds" / "sequences.json").write_text(json.dumps({s: i // 5 for i, s in enumerate(target_ids)}))
     splits = {"source": {"dataset": "src_ds", "train": source_ids[:50], "val": source_ids[50:]},
               "target": {"dataset": "tgt_ds", "reference_pool": pool, "test": test,
                          "references": {"K10_seed0": pool[:10], "K5_seed0": pool[10:15], "K1_seed0": pool[15:16]}}}
@@ -35,80 +45,125 @@ def fake_polyp(tmp_path):
     return root
 
 
-def test_smoke_benchmark_writes_every_method(fake_polyp, tmp_path):
+def test_smoke_protocol_pairs_every_method_and_resumes(fake_polyp, tmp_path):
     out = tmp_path / "results" / "smoke-cpu"
-    results = run_polyp_benchmark(fake_polyp, out, "smoke", device=__import__("torch").device("cpu"))
+    results = run_polyp_benchmark(fake_polyp, out, "smoke", CPU)
     saved = json.loads((out / "results.json").read_text())
-    assert saved["preset"] == "smoke" and saved["num_test_images"] == 30
-    for method in METHODS:
+    assert saved["preset"] == "smoke" and saved["num_test_images"] == 30 and saved["num_test_clusters"] == 6
+    for method in load_protocol()["methods"]:
         for k in ("K5", "K10"):
             scores = saved["methods"][method]["by_k"][k]
             assert 0 <= scores["mdice_mean"] <= 1 and 0 <= scores["miou_mean"] <= scores["mdice_mean"] + 1e-9
-    assert set(saved["generator"]) == {"K5_seed0", "K10_seed0"}
-    assert {"stage1", "align", "segmenters", "total"} <= set(saved["wall_time_s"])
+            assert scores["num_runs"] == 2  # two shared segmenter seeds; reference-free methods counted once
+    paired = saved["methods"]["alignflow"]["by_k"]["K10"]["paired"]
+    assert {"source_only", "stage1_synthetic", "fda", "best_non_generative"} <= set(paired)
+    for entry in paired.values():
+        assert entry["ci_low"] <= entry["mean_diff"] <= entry["ci_high"]
+        assert entry["num_clusters"] == 6 and entry["num_seeds"] == 2 and entry["num_images"] == 30
+    assert paired["best_non_generative"]["method"] in load_protocol()["non_generative"]
+    # The paired difference is exactly the difference of the method means (same sets, seeds and images).
+    mean = saved["methods"]["alignflow"]["by_k"]["K10"]["mdice_mean"]
+    assert paired["source_only"]["mean_diff"] == pytest.approx(
+        mean - saved["methods"]["source_only"]["by_k"]["K10"]["mdice_mean"], abs=1e-5)  # per-image Dice rounded
+    assert saved["recipe_check"]["source_val_mdice_alternative"] >= 0 and "passed" in saved["recipe_check"]
+    assert saved["config"]["segmenter"]["strong_augment"] is True  # the protocol's recipe, for every method
+    assert {"K5", "K10", "k5_minus_k10_abs", "all_met"} <= set(saved["win"])
+    per_image = json.loads((out / "per_image_dice.json").read_text())
+    assert len(per_image["dice"]["alignflow"]["K10_seed0"]["3"]) == 30 and len(per_image["clusters"]) == 30
+    assert saved["align_selection"]["K10_seed0"]["num_references"] == 10
     report = (out / "report.html").read_text()
-    assert report.count("<table>") >= 3 and "K10_seed0: references" in report and "<svg" in report
+    assert report.count("<table>") >= 4 and "K10_seed0: references" in report
     assert "source + AlignFlow synthetic" in readme_table(tmp_path / "results")
     assert results["commit"]
-    assert all(saved["methods"][m]["by_k"]["K10"]["num_runs"] == 2 for m in METHODS)  # two segmenter seeds
-    assert {"K5", "K10", "k5_minus_k10_abs", "met"} <= set(saved["targets"])
-    assert saved["judge_source_val"]["mdice"] >= 0
 
-    # An ablation: stage 1 reused, one setting changed, AlignFlow only; kept out of the main README table.
+    # Cut off after the jobs: --resume finishes from the job table and gives the same numbers.
+    (out / "results.json").unlink()
+    with pytest.raises(RunFolderError):
+        run_polyp_benchmark(fake_polyp, out, "smoke", CPU)
+    again = run_polyp_benchmark(fake_polyp, out, "smoke", CPU, resume=True)
+    assert again["methods"]["alignflow"]["by_k"]["K10"] == saved["methods"]["alignflow"]["by_k"]["K10"]
+    assert again["wall_time_s"].get("segmenters", 0) == 0 and again["wall_time_s"].get("align", 0) == 0
+
+    # An ablation: stage 1 reused, one setting changed; kept out of the main README table.
     ablation_out = tmp_path / "results" / "smoke-ablation"
-    ablation = run_polyp_benchmark(fake_polyp, ablation_out, "smoke", device=__import__("torch").device("cpu"),
-                                   overrides=("align.anchor_weight=2",), methods=("alignflow",), reuse_stage1=out,
+    ablation = run_polyp_benchmark(fake_polyp, ablation_out, "smoke", CPU, overrides=("align.anchor_weight=2",),
+                                   methods=("stage1_synthetic", "alignflow"), reuse_stage1=out,
                                    reference_sets=("K10_seed0",))
-    assert set(ablation["methods"]) == {"alignflow"} and ablation["config"]["align"]["anchor_weight"] == 2.0
-    assert set(ablation["generator"]) == {"K10_seed0"} and ablation["reference_sets"] == ["K10_seed0"]
-    assert ablation["wall_time_s"]["source_segmenter"] < results["wall_time_s"]["source_segmenter"]  # judge reused
+    assert set(ablation["methods"]) == {"stage1_synthetic", "alignflow"}
+    assert ablation["config"]["align"]["anchor_weight"] == 2.0 and ablation["reference_sets"] == ["K10_seed0"]
     assert ablation["wall_time_s"]["stage1"] < results["wall_time_s"]["stage1"]
     assert "smoke-ablation" in ablation_table(tmp_path / "results")
     assert "smoke-ablation" not in readme_table(tmp_path / "results")
     with pytest.raises(RunFolderError):  # other stage-1 settings cannot reuse those generators
-        run_polyp_benchmark(fake_polyp, tmp_path / "other", "smoke", device=__import__("torch").device("cpu"),
-                            overrides=("image_generator.num_steps=41",), methods=("alignflow",), reuse_stage1=out)
+        run_polyp_benchmark(fake_polyp, tmp_path / "other", "smoke", CPU, overrides=("image_generator.num_steps=41",),
+                            methods=("alignflow",), reuse_stage1=out)
     with pytest.raises(InputDataError, match="K7_seed0"):
-        run_polyp_benchmark(fake_polyp, tmp_path / "bad", "smoke", device=__import__("torch").device("cpu"),
-                            reference_sets=("K7_seed0",))
+        run_polyp_benchmark(fake_polyp, tmp_path / "bad", "smoke", CPU, reference_sets=("K7_seed0",))
     with pytest.raises(UsageError):
-        run_polyp_benchmark(fake_polyp, tmp_path / "bad", "smoke", device=__import__("torch").device("cpu"),
-                            methods=("alignflow", "magic"))
+        run_polyp_benchmark(fake_polyp, tmp_path / "bad", "smoke", CPU, methods=("alignflow", "magic"))
 
 
-def test_aggregate_spreads_over_every_segmenter():
-    per_set = {"K10_seed0": {"mdice": 0.5, "miou": 0.4, "runs": [{"mdice": 0.4, "miou": 0.3},
-                                                                 {"mdice": 0.6, "miou": 0.5}]},
-               "K10_seed1": {"mdice": 0.7, "miou": 0.6, "runs": [{"mdice": 0.7, "miou": 0.6}]},
-               "K5_seed0": {"mdice": 0.2, "miou": 0.1}}
-    by_k = aggregate(per_set)
-    assert by_k["K10"]["mdice_mean"] == pytest.approx(0.6) and by_k["K10"]["num_runs"] == 3
-    assert by_k["K10"]["mdice_std"] == pytest.approx(0.1247, abs=1e-4)  # pstdev of 0.4, 0.6, 0.7
-    assert by_k["K5"] == {"mdice_mean": 0.2, "mdice_std": 0.0, "miou_mean": 0.1, "miou_std": 0.0,
-                          "num_seeds": 1, "num_runs": 1}
+def test_bench_pairs_runs_the_protocol_on_plain_folders(tmp_path, capsys):
+    paths = write_phantom_dataset(tmp_path / "data", size_px=32, num_source=40, num_references=6,
+                                  num_target_test=12, seed=2)
+    out = tmp_path / "out"
+    code = main(["bench", "pairs", "--source", str(paths.source), "--pool", str(paths.references), "--test",
+                 str(paths.target_test), "--preset", "smoke", "--device", "cpu", "--out", str(out),
+                 "--methods", "source_only,stage1_synthetic,alignflow", "--progress", "jsonl"])
+    assert code == 0, capsys.readouterr().out[-2000:]
+    saved = json.loads((out / "results.json").read_text())
+    # Six pool images: K = 1 and K = 5 are drawn (3 seeds each), K = 10 is skipped.
+    assert saved["reference_sets"] == ["K5_seed0", "K5_seed1", "K5_seed2", "K1_seed0", "K1_seed1", "K1_seed2"]
+    assert set(saved["methods"]["alignflow"]["by_k"]) == {"K1", "K5"}
+    assert saved["num_test_clusters"] == 12  # no cluster file: one cluster per image
+    assert saved["methods"]["alignflow"]["by_k"]["K5"]["paired"]["stage1_synthetic"]["num_reference_sets"] == 3
+    assert main(["bench", "pairs", "--source", str(paths.source), "--preset", "smoke", "--device", "cpu",
+                 "--out", str(tmp_path / "x")]) == 2  # --pool and --test are required for pairs
 
 
-def test_target_checks_compare_with_the_best_non_generative_baseline():
-    def method(k10: float, k5: float | None = None) -> dict:
-        by_k = {"K10": {"mdice_mean": k10, "miou_mean": k10 - 0.1}}
-        if k5 is not None:
-            by_k["K5"] = {"mdice_mean": k5, "miou_mean": k5 - 0.1}
-        return {"by_k": by_k}
+def test_reference_sets_are_drawn_reproducibly_from_the_pool():
+    pool = ImageSet(torch.arange(12.0).view(12, 1, 1, 1), [f"img{i:02d}" for i in range(12)])
+    sets = draw_reference_sets(pool, [1, 5, 10, 20], [0, 1])
+    assert sorted(sets) == ["K10_seed0", "K10_seed1", "K1_seed0", "K1_seed1", "K5_seed0", "K5_seed1"]
+    assert len(set(sets["K5_seed0"].names)) == 5 and sets["K5_seed0"].names != sets["K5_seed1"].names
+    shuffled = ImageSet(pool.images.flip(0), pool.names[::-1])  # listing order must not matter
+    assert draw_reference_sets(shuffled, [5], [1])["K5_seed1"].names == sets["K5_seed1"].names
 
-    methods = {"source_only": method(0.50, 0.50), "fda": method(0.53, 0.52), "alignflow": method(0.56, 0.545)}
-    generator = {"K10_seed0": {"stage1": {"kid_el0": 4.0}, "aligned": {"kid_el0": 1.0}},
-                 "K5_seed0": {"stage1": {"kid_el0": 4.0}, "aligned": {"kid_el0": 3.0}}}
-    checks = target_checks(methods, generator)
-    assert checks["K10"]["mdice_gain_over_source_only"] == pytest.approx(6.0)
-    assert checks["K10"]["best_non_generative"] == "fda"
-    assert checks["K10"]["mdice_gain_over_best_non_generative"] == pytest.approx(3.0)
-    assert checks["K10"]["kid_ratio_aligned_to_stage1"] == pytest.approx(0.25)
-    assert checks["k5_minus_k10_abs"] == pytest.approx(1.5)
-    met = checks["met"]
-    assert met["mdice_gain_over_source_only"] is True        # K10 +6.0, K5 +4.5
-    assert met["mdice_gain_over_best_non_generative"] is True  # K10 +3.0, K5 +2.5
-    assert met["kid_ratio_aligned_to_stage1"] is False        # K5 only reached 0.75
-    assert met["k5_minus_k10_abs"] is False
+
+def test_paired_bootstrap_known_answers():
+    rng = np.random.default_rng(0)
+    clusters = [f"c{i // 10}" for i in range(100)]
+    base = rng.random((3, 3, 100))
+    shifted = paired_difference(base + 0.05, base, clusters)
+    assert shifted.mean_diff == pytest.approx(0.05) and shifted.ci_low == pytest.approx(0.05)
+    same = paired_difference(base, base, clusters)
+    assert same.mean_diff == same.ci_low == same.ci_high == 0.0
+    # A cluster-level effect (+0.1 on half the clusters) is not resolved as if the 100 frames were independent.
+    effect = np.where(np.array([int(c[1:]) % 2 for c in clusters]) == 1, 0.1, -0.1) + 0.01
+    clustered = paired_difference(base + effect, base, clusters, seed=1)
+    frames = paired_difference(base + effect, base, [str(i) for i in range(100)], seed=1)
+    assert clustered.ci_high - clustered.ci_low > 2 * (frames.ci_high - frames.ci_low)
+    with pytest.raises(ValueError):
+        paired_difference(base, base[:, :2], clusters)
+
+
+def test_summary_counts_reference_free_runs_once_and_win_rule_needs_the_interval():
+    runs = [{"reference_set": "all", "seed": s, "mdice": 0.5 + 0.1 * s, "miou": 0.4} for s in range(2)]
+    by_k = summarize_method({"K5_seed0": runs, "K5_seed1": runs})
+    assert by_k["K5"]["num_runs"] == 2 and by_k["K5"]["mdice_mean"] == pytest.approx(0.55)
+
+    def diff(mean, low):
+        return {"mean_diff": mean, "ci_low": low, "ci_high": mean + 0.01}
+
+    good = {"stage1_synthetic": diff(0.04, 0.01), "source_only": diff(0.07, 0.02),
+            "best_non_generative": {**diff(0.04, 0.01), "method": "fda"}}
+    wide = {**good, "stage1_synthetic": diff(0.04, -0.01)}  # big enough on average, interval crosses 0
+    means = {"K5": {"mdice_mean": 0.6}, "K10": {"mdice_mean": 0.605}}
+    assert win_checks({"K5": good, "K10": good}, means, {})["all_met"] is True
+    checks = win_checks({"K5": good, "K10": wide}, means, {})
+    assert checks["all_met"] is False and checks["K10"]["stage1_synthetic"]["met"] is False
+    assert win_checks({"K5": good, "K10": good}, {"K5": {"mdice_mean": 0.6}, "K10": {"mdice_mean": 0.62}},
+                      {})["k5_minus_k10_abs"]["met"] is False
 
 
 def test_readme_results_are_generated_from_the_committed_json():

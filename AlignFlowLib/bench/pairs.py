@@ -27,7 +27,7 @@ def draw_reference_sets(pool: ImageSet, ks: list[int], seeds: list[int]) -> dict
     """K{k}_seed{s}: k distinct images of the pool, drawn with numpy's generator seeded by s (order-free names)."""
     order = sorted(range(len(pool)), key=lambda i: pool.names[i])
     sets = {}
-    for k in ks:
+    for k in sorted(ks, reverse=True):
         if k > len(pool):
             continue
         for seed in seeds:

@@ -56,8 +56,10 @@ def load_protocol() -> dict[str, Any]:
 
 
 def protocol_reference_sets() -> tuple[str, ...]:
+    """Largest K first, so that a cut-off run has the judged K = 10 and K = 5 sets before K = 1."""
     protocol = load_protocol()
-    return tuple(f"K{k}_seed{s}" for k in protocol["reference_k"] for s in protocol["reference_seeds"])
+    return tuple(f"K{k}_seed{s}" for k in sorted(protocol["reference_k"], reverse=True)
+                 for s in protocol["reference_seeds"])
 
 
 @dataclass(frozen=True)
@@ -321,7 +323,7 @@ def run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: torc
     recipe = tuple(protocol["segmenter_recipe"])
     config = apply_overrides(apply_overrides(bench.run, recipe), overrides)
     out_dir = Path(out_dir)
-    reference_sets = tuple(reference_sets or bench.reference_sets or sorted(data.references))
+    reference_sets = tuple(reference_sets or bench.reference_sets or tuple(data.references))
     missing = sorted(set(reference_sets) - set(data.references))
     if missing:
         raise UsageError(f"no reference set(s) {', '.join(missing)}; available: {', '.join(sorted(data.references))}")
