@@ -92,7 +92,10 @@ class AlignConfig:
     style_weight: float = 4.0         # weight of early-layer channel mean/std (112-d) vs deep pooled (1280-d) features
     anchor_weight: float = 0.5        # stage-1 flow-matching loss on source pairs (keeps the model a generator)
     mask_consistency_weight: float = 0.1  # frozen source segmenter must find the conditioning mask
-    holdout_fraction: float = 0.4     # share of the references held out from the reward for early stopping
+    selection: str = "holdout"        # holdout: early stopping on MMD² to references held out from the reward |
+                                      # all_references: reward uses all K; stopping on MMD² to all K in block-10
+                                      # statistics, a feature space the reward does not score
+    holdout_fraction: float = 0.4     # share of the references held out from the reward (selection=holdout)
     eval_every_steps: int = 20
     eval_num_images: int = 32
     patience_evals: int = 4           # stop after this many evaluations without a better held-out MMD

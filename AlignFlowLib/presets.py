@@ -17,7 +17,8 @@ DEMO = RunConfig(
                       feature_size_px=64, eval_every_steps=10, eval_num_images=24, patience_evals=4,
                       checkpoint_every_steps=20),
     synthesis=SynthesisConfig(num_pairs=200, sampler=SamplerConfig(num_steps=12), batch_size=50),
-    segmenter=SegmenterConfig(architecture="unet", num_steps=400, batch_size=16, learning_rate=2e-3),
+    segmenter=SegmenterConfig(architecture="unet", num_steps=400, batch_size=16, learning_rate=2e-3,
+                              strong_augment=True, ema_halflife_steps=40),  # the benchmark protocol's recipe
 )
 
 DEFAULT = RunConfig(

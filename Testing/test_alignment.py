@@ -75,3 +75,18 @@ def test_single_reference_runs_without_early_stopping(stage1):
     assert split_references(1, 0.4, 0) == ([0], [])
     reward, heldout = split_references(10, 0.4, 0)
     assert len(heldout) == 4 and sorted(reward + heldout) == list(range(10))
+
+
+def test_all_reference_selection_uses_every_reference_and_an_unscored_feature_space(stage1):
+    extractor = load_feature_extractor(CONFIG.align.feature_size_px, CONFIG.align.style_weight, DEVICE)
+    images = stage1["references"].images[:3]
+    assert extractor.selection_features(images).shape == (3, 224)
+    assert extractor(images).shape == (3, extractor.dim)
+    config = replace(CONFIG.align, selection="all_references", num_steps=2, eval_every_steps=1)
+    events = []
+    result = align_generator(stage1["model"], stage1["source"].images, stage1["source"].masks,
+                             stage1["references"].images[:1], config, DEVICE, stage1["root"] / "all.pt",
+                             on_event=events.append)
+    # Even K = 1 can be selected on: the criterion compares with all references, none is held out of the reward.
+    assert not any("K=1" in e.get("message", "") for e in events)
+    assert result.history["eval_step"] == [0, 1, 2] and len(result.history["heldout_mmd"]) == 3

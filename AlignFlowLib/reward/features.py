@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 DEEP_DIM = 1280
 STYLE_DIMS = (32, 24)           # channels of the two early maps
 STYLE_BLOCK_INDEX = 2           # output of block 2 (end of the second block group, stride 4)
+SELECTION_BLOCK_INDEX = 10      # output of block 10 (end of the fifth block group, 112 ch, stride 16)
 
 
 class FeatureExtractor(torch.nn.Module):
@@ -69,7 +70,8 @@ class FeatureExtractor(torch.nn.Module):
                                    align_corners=False, antialias=True)
         return images
 
-    def _maps(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def _maps(self, images: torch.Tensor, stop_after: int | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """(early maps, last map): the head's map, or with `stop_after` the output of that block."""
         net = self.net
         with torch.autocast(images.device.type, enabled=False):
             x = net._swish(net._bn0(net._conv_stem(self._prepare(images))))
@@ -78,6 +80,8 @@ class FeatureExtractor(torch.nn.Module):
                 x = block(x)
                 if index == STYLE_BLOCK_INDEX:
                     early.append(x)
+                if index == stop_after:
+                    return early, x
             head = net._swish(net._bn1(net._conv_head(x)))
         return early, head
 
@@ -96,6 +100,11 @@ class FeatureExtractor(torch.nn.Module):
     def style_features(self, images: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) in [−1, 1] → (B, 112): per-channel mean and std after the stem and after block 2."""
         return self._statistics(self._maps(images)[0])                      # (B, 112)
+
+    def selection_features(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) → (B, 224): per-channel mean and std after block 10, a layer the reward does not score, so
+        a distance in it can choose among alignment steps without being the quantity that was optimised."""
+        return self._statistics([self._maps(images, stop_after=SELECTION_BLOCK_INDEX)[1]])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) in [−1, 1], C ∈ {1, 3} → (B, 1392) float32 = [deep 1280 ; style_weight · style 112]."""

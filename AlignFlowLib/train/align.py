@@ -5,7 +5,8 @@ Loss per step (DESIGN.md §2):
         + λ_anchor · L_FM(θ; source pairs)                        (stay a good generator of source anatomy)
         + λ_mask · BCE(S(G_θ(z, m)), m)                           (a frozen source segmenter still finds m)
 G_θ is the ODE sampler with gradients through its last k steps (DRaFT-k); φ is frozen EfficientNet-Lite0.
-Early stopping uses MMD² to references held out from the reward.
+Early stopping uses MMD² to references held out from the reward, or (selection = all_references) MMD² to all K
+references in block-10 statistics, which the reward does not score.
 """
 
 from __future__ import annotations
@@ -91,13 +92,20 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
     progress = StageProgress(on_event, "align", config.num_steps)
     generator = seeded_generator(config.seed)
 
-    # Split references: the reward sees one part, early stopping the other.
-    reward_idx, holdout_idx = split_references(len(references), config.holdout_fraction, config.seed)
+    # Selection: either split the references (the reward sees one part, early stopping the other), or give the
+    # reward all of them and stop on a distance to all of them in a feature space the reward does not score.
+    choose("selection", config.selection, ("holdout", "all_references"))
+    extractor = load_feature_extractor(config.feature_size_px, config.style_weight, device)
+    if config.selection == "all_references":
+        reward_idx, holdout_idx = list(range(len(references))), list(range(len(references)))
+        select_features = extractor.selection_features
+    else:
+        reward_idx, holdout_idx = split_references(len(references), config.holdout_fraction, config.seed)
+        select_features = extractor
     if not holdout_idx:
         progress.log("K=1 reference: none can be held out, so early stopping is off and all steps run")
-    extractor = load_feature_extractor(config.feature_size_px, config.style_weight, device)
     reward_features = _features(extractor, reference_views(references[reward_idx]).to(device))
-    holdout_features = (_features(extractor, reference_views(references[holdout_idx]).to(device))
+    holdout_features = (_features(select_features, reference_views(references[holdout_idx]).to(device))
                         if holdout_idx else None)
 
     # Model: a trainable copy, fully or through low-rank adapters.
@@ -119,7 +127,7 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
         if holdout_features is None:
             return None
         images = generate_images(model, eval_masks, eval_seeds, config.sampler, device)
-        return float(mmd2_unbiased(_features(extractor, images.to(device)), holdout_features, config.kernel))
+        return float(mmd2_unbiased(_features(select_features, images.to(device)), holdout_features, config.kernel))
 
     step, best_step, best_metric, bad_evals, stopped_early = 0, 0, math.inf, 0, False
     history: dict[str, list] = {"step": [], "loss": [], "mmd": [], "anchor": [], "mask": [],

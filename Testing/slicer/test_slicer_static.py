@@ -76,6 +76,9 @@ def test_library_cmake_list_names_exactly_the_files_on_disk():
                      if "__pycache__" not in p.parts)
     assert sorted(listed) == on_disk, (f"add to CMakeLists.txt: {sorted(set(on_disk) - set(listed))}; "
                                        f"remove: {sorted(set(listed) - set(on_disk))}")
+    data_files = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "AlignFlowLib").rglob("*")
+                        if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts)
+    assert sorted(_cmake_list(REPO / "CMakeLists.txt", "ALIGNFLOWLIB_PYTHON_RESOURCES")) == data_files
 
 
 def test_module_cmake_lists_name_exactly_the_files_on_disk():
