@@ -11,6 +11,7 @@ source validation only). Every finished segmenter is a job file, so `--resume` c
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import platform
@@ -180,14 +181,16 @@ def _reuse_stage1(run: RunFolder, earlier_out: Path, config: RunConfig) -> None:
 
 
 class SegmenterJobs:
-    """Train-and-score jobs, one JSON file each under OUT/jobs, so a resumed benchmark skips finished ones."""
+    """Train-and-score jobs, one JSON file each under OUT/jobs named by seed and a hash of the recipe, so a resumed
+    benchmark skips finished ones and never mixes recipes."""
 
     def __init__(self, root: Path, data: BenchData, device: torch.device, on_event: EventCallback, timer: Timer):
         self.root, self.data, self.device, self.on_event, self.timer = root, data, device, on_event, timer
 
     def run(self, method: str, set_name: str, config: SegmenterConfig, seed_offset: int,
             extra: tuple[torch.Tensor, torch.Tensor] | None = None, score_test: bool = True) -> dict[str, Any]:
-        path = self.root / method / set_name / f"seed{config.seed + seed_offset}.json"
+        recipe = hashlib.sha1(json.dumps(to_dict(replace(config, seed=0)), sort_keys=True).encode()).hexdigest()[:8]
+        path = self.root / method / set_name / f"seed{config.seed + seed_offset}-{recipe}.json"
         if path.is_file():
             return json.loads(path.read_text())
         seeded = replace(config, seed=config.seed + seed_offset)
@@ -360,21 +363,27 @@ def run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: torc
         per_set[method][set_name] = [jobs.run(method, set_name, config.segmenter, offset, extra)
                                      for offset in range(seeds)]
 
-    # Recipe check on source validation only: the protocol's recipe against the plain alternative.
-    recipe_check: dict[str, Any] = {"recipe": list(recipe), "alternative": protocol["recipe_check"]["alternative"]}
-    if data.source_val is not None and len(data.source_val) and "source_only" in methods:
-        alternative = apply_overrides(config, tuple(protocol["recipe_check"]["alternative"])).segmenter
-        plain = [jobs.run("recipe_check_alternative", "all", alternative, offset, score_test=False)
-                 for offset in range(seeds)]
-        score("source_only", "all")
-        chosen_val = statistics.fmean(r["source_val_mdice"] for r in per_set["source_only"]["all"])
-        plain_val = statistics.fmean(r["source_val_mdice"] for r in plain)
-        recipe_check.update(source_val_mdice_recipe=chosen_val, source_val_mdice_alternative=plain_val,
-                            passed=chosen_val >= plain_val - protocol["recipe_check"]["max_source_val_loss"])
-        progress.log(f"recipe check on source validation: {chosen_val:.3f} (recipe) vs {plain_val:.3f} (plain)")
+    # The segmenter recipe, chosen on source validation only (PROTOCOL.md): the preferred recipe unless it loses
+    # more than `max_source_val_loss` mDice there to the alternative. Explicit --set settings always win.
+    rule = protocol["recipe_check"]
+    recipe_check: dict[str, Any] = {"preferred": list(recipe), "alternative": rule["alternative"],
+                                    "max_source_val_loss": rule["max_source_val_loss"], "chosen": "preferred"}
+    if data.source_val is not None and len(data.source_val):
+        candidates = {"preferred": config.segmenter,
+                      "alternative": apply_overrides(config, tuple(rule["alternative"])).segmenter}
+        val = {name: statistics.fmean(jobs.run("source_only", "all", candidate, offset)["source_val_mdice"]
+                                      for offset in range(seeds)) for name, candidate in candidates.items()}
+        passed = val["preferred"] >= val["alternative"] - rule["max_source_val_loss"]
+        recipe_check.update(source_val_mdice_preferred=val["preferred"],
+                            source_val_mdice_alternative=val["alternative"], passed=passed,
+                            chosen="preferred" if passed else "alternative")
+        if not passed:
+            config = apply_overrides(replace(config, segmenter=candidates["alternative"]), overrides)
+        progress.log(f"recipe check on source validation: {val['preferred']:.3f} (preferred) vs "
+                     f"{val['alternative']:.3f} (alternative): using the {recipe_check['chosen']} recipe")
 
     # Reference-free methods: trained once, paired with every reference set.
-    if "source_only" in methods and "all" not in per_set["source_only"]:
+    if "source_only" in methods:
         score("source_only", "all")
     if "classic_augmentation" in methods:
         augmented = timer("baselines", lambda: classic_augment(source.images[copy_index], source.masks[copy_index],

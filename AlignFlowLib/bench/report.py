@@ -111,12 +111,17 @@ def _setup_text(results: dict[str, Any]) -> str:
             f"overrides: {overrides}, wall time {results['wall_time_s']['total']} s")
 
 
+def _recipe_text(check: dict[str, Any]) -> str:
+    return (f"Segmenter recipe chosen on source validation: preferred ({', '.join(check['preferred'])}) "
+            f"{100 * check['source_val_mdice_preferred']:.1f} vs alternative ({', '.join(check['alternative'])}) "
+            f"{100 * check['source_val_mdice_alternative']:.1f} mDice; every method used the **{check['chosen']}** "
+            f"recipe")
+
+
 def write_bench_report(path: Path, results: dict[str, Any], source, test,
                        examples: dict[str, dict] | None = None) -> Path:
     check = results.get("recipe_check", {})
-    recipe = (f"<p>recipe check on source validation: {check['source_val_mdice_recipe']:.3f} (protocol recipe) vs "
-              f"{check['source_val_mdice_alternative']:.3f} (alternative); passed: {check['passed']}</p>"
-              if "passed" in check else "")
+    recipe = f"<p>{_recipe_text(check)}</p>" if "passed" in check else ""
     sections = [
         ("Setup", f"<p>{_setup_text(results)}.</p>{recipe}"),
         ("Target-domain segmentation (test set)",
@@ -155,6 +160,8 @@ def readme_table(results_dir: Path) -> str:
         if _is_ablation(results):
             continue
         lines.append(f"\n**{path.parent.name}**: {_setup_text(results)}.\n")
+        if "passed" in results.get("recipe_check", {}):
+            lines.append(_recipe_text(results["recipe_check"]) + ".\n")
         lines += _markdown(method_rows(results), ["method", "K", "mDice %", "mIoU %", "reference sets", "segmenters"])
         lines += [""] + _markdown(paired_rows(results), ["K", "paired comparison", "mean mDice points",
                                                            "95 % CI", "sets × seeds × images (clusters)"])
