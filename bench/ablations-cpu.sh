@@ -17,6 +17,7 @@ run() {
     --methods stage1_synthetic,alignflow --progress jsonl "${resume[@]}" "$@" >> "/tmp/ablation-$name.jsonl"
   echo "done $name"
 }
+run strong-segmenter-recipe --set segmenter.strong_augment=true   # the preferred recipe the source-val check vetoed
+run all-reference-selection --set align.selection=all_references
 run source-masks --set align.condition_masks=source
 run unclamped-reward --set align.clamp_reward_input=false
-run plain-segmenter-recipe --set segmenter.strong_augment=false
