@@ -17,7 +17,20 @@ run() {
     --methods stage1_synthetic,alignflow --progress jsonl "${resume[@]}" "$@" >> "/tmp/ablation-$name.jsonl"
   echo "done $name"
 }
-run strong-segmenter-recipe --set segmenter.strong_augment=true   # the preferred recipe the source-val check vetoed
+# Segmenter-only ablations change nothing upstream, so they start from a copy of the main run's folder (same stage 1,
+# aligned generators and synthetic pairs; finished jobs of another recipe are named by their own hash) and only
+# train segmenters: source-only, the alignment control and AlignFlow on the judged K = 5 and K = 10 sets.
+segmenter_only() {
+  name=$1; shift
+  out="bench/results/cpu-ablation-$name"
+  [ -f "$out/results.json" ] && { echo "skip $name (done)"; return; }
+  [ -d "$out" ] || { cp -r "$base" "$out" && rm -f "$out/results.json" "$out/per_image_dice.json"; }
+  "$PY" -m AlignFlowLib.cli bench polyp --data ../shared/data/polyp --preset cpu --device cpu --out "$out" --resume \
+    --references K10_seed0,K10_seed1,K10_seed2,K5_seed0,K5_seed1,K5_seed2 \
+    --methods source_only,stage1_synthetic,alignflow --progress jsonl "$@" >> "/tmp/ablation-$name.jsonl"
+  echo "done $name"
+}
+segmenter_only strong-segmenter-recipe --set segmenter.strong_augment=true  # the preferred recipe that the check vetoed
 run all-reference-selection --set align.selection=all_references
 run source-masks --set align.condition_masks=source
 run unclamped-reward --set align.clamp_reward_input=false
