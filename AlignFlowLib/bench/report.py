@@ -71,7 +71,7 @@ def win_rows(results: dict[str, Any]) -> list[list[Any]]:
                              "met" if check["met"] else "missed"])
     if "k5_minus_k10_abs" in win:
         gap = win["k5_minus_k10_abs"]
-        rows.append(["K5 vs K10", f"|AlignFlow K5 − K10| ≤ {100 * gap['max']:.1f} points", f"{100 * gap['value']:.1f}",
+        rows.append(["K5 vs K10", f"abs(AlignFlow K5 − K10) ≤ {100 * gap['max']:.1f} points", f"{100 * gap['value']:.1f}",
                      "met" if gap["met"] else "missed"])
     return rows
 
