@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Ablations of the protocol's CPU run (bench/PROTOCOL.md): each changes one setting, reuses the stage-1 generators
 # of bench/results/cpu-96px (run that first: alignflow bench polyp --preset cpu --out bench/results/cpu-96px), and
-# reruns the alignment control (stage1_synthetic) beside AlignFlow on the K = 10 reference sets, so every row has
-# its own paired interval. Each writes bench/results/cpu-ablation-<name>/results.json; the README's ablation table
+# reruns the alignment control (stage1_synthetic) beside AlignFlow on the K = 10 reference sets (or the sets named
+# after the setting; argparse keeps the last --references), so every row has its own paired interval. Each writes bench/results/cpu-ablation-<name>/results.json; the README's ablation table
 # is made from them. Settings may be chosen only by reference-only criteria; target-test columns locate gaps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +31,6 @@ segmenter_only() {
   echo "done $name"
 }
 segmenter_only strong-segmenter-recipe --set segmenter.strong_augment=true  # the preferred recipe that the check vetoed
-run all-reference-selection --set align.selection=all_references
+run all-reference-selection --set align.selection=all_references --references K5_seed0,K5_seed1,K5_seed2
 run source-masks --set align.condition_masks=source
 run unclamped-reward --set align.clamp_reward_input=false
