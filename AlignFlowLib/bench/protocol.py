@@ -378,9 +378,11 @@ def run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: torc
                             source_val_mdice_alternative=val["alternative"], passed=passed,
                             chosen="preferred" if passed else "alternative")
         if not passed:
-            config = apply_overrides(replace(config, segmenter=candidates["alternative"]), overrides)
+            config = replace(config, segmenter=candidates["alternative"])
         progress.log(f"recipe check on source validation: {val['preferred']:.3f} (preferred) vs "
                      f"{val['alternative']:.3f} (alternative): using the {recipe_check['chosen']} recipe")
+    # Explicit settings win over the recipe rule, also when a resumed run's stored config was read back.
+    config = apply_overrides(config, overrides)
 
     # Reference-free methods: trained once, paired with every reference set.
     if "source_only" in methods:
