@@ -16,11 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import apply_overrides
 from ..data.folders import ImageSet, load_pairs, load_references
-from ..errors import InputDataError, choose
+from ..errors import InputDataError
 from ..events import EventCallback, StageProgress, ignore_events
-from .protocol import BENCH_PRESETS, BenchData, load_protocol, run_benchmark
+from .protocol import BenchData, bench_config, load_protocol, run_benchmark
 
 
 def draw_reference_sets(pool: ImageSet, ks: list[int], seeds: list[int]) -> dict[str, ImageSet]:
@@ -56,9 +55,8 @@ def run_pairs_benchmark(source: Path, references: Path, test: Path, out_dir: Pat
                         device: torch.device, on_event: EventCallback = ignore_events, source_val: Path | None = None,
                         clusters: Path | None = None, overrides: tuple[str, ...] = (),
                         methods: tuple[str, ...] | None = None, resume: bool = False) -> dict[str, Any]:
-    bench = choose("benchmark preset", preset_name, BENCH_PRESETS)
     protocol = load_protocol()
-    config = apply_overrides(apply_overrides(bench.run, tuple(protocol["segmenter_recipe"])), overrides)
+    config = bench_config(preset_name, overrides)
     pool = load_references(Path(references), config.data)
     sets = draw_reference_sets(pool, protocol["reference_k"], protocol["reference_seeds"])
     if len(pool) < max(protocol["reference_k"]):

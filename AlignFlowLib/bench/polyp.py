@@ -13,11 +13,11 @@ from typing import Any
 
 import torch
 
-from ..config import apply_overrides
 from ..data.folders import load_pairs, load_references
 from ..errors import InputDataError, choose
 from ..events import EventCallback, ignore_events
-from .protocol import BENCH_PRESETS, BenchData, load_protocol, protocol_reference_sets, run_benchmark
+from .protocol import (BENCH_PRESETS, BenchData, bench_config, load_protocol, protocol_reference_sets,
+                       run_benchmark)
 
 
 def read_splits(data_root: Path) -> dict[str, Any]:
@@ -49,7 +49,7 @@ def test_clusters(target_dir: Path, test_ids: list[str]) -> list[str]:
 def load_polyp(data_root: Path, preset_name: str, overrides: tuple[str, ...] = (),
                reference_sets: tuple[str, ...] | None = None) -> BenchData:
     bench = choose("benchmark preset", preset_name, BENCH_PRESETS)
-    config = apply_overrides(apply_overrides(bench.run, tuple(load_protocol()["segmenter_recipe"])), overrides)
+    config = bench_config(preset_name, overrides)
     data_root = Path(data_root)
     splits = read_splits(data_root)
     source_dir = data_root / splits["source"]["dataset"]

@@ -111,6 +111,12 @@ BENCH_PRESETS = {
 }
 
 
+def bench_config(preset_name: str, overrides: tuple[str, ...] = ()) -> RunConfig:
+    """The preset's run config with the protocol's preferred segmenter recipe, then explicit `--set` overrides."""
+    preset = choose("benchmark preset", preset_name, BENCH_PRESETS)
+    return apply_overrides(apply_overrides(preset.run, tuple(load_protocol()["segmenter_recipe"])), overrides)
+
+
 @dataclass
 class BenchData:
     """Everything a benchmark reads, loaded by the caller (polyp splits or plain folders)."""
@@ -324,7 +330,7 @@ def run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: torc
     if unknown:
         raise UsageError(f"unknown benchmark method(s) {', '.join(unknown)}; choose from: {', '.join(METHODS)}")
     recipe = tuple(protocol["segmenter_recipe"])
-    config = apply_overrides(apply_overrides(bench.run, recipe), overrides)
+    config = bench_config(preset_name, overrides)
     out_dir = Path(out_dir)
     reference_sets = tuple(reference_sets or bench.reference_sets or tuple(data.references))
     missing = sorted(set(reference_sets) - set(data.references))
