@@ -18,15 +18,17 @@ from typing import Any
 from .bench.methods import METHODS as BENCH_METHODS
 from .errors import AlignFlowError, CancelledByUser, UsageError
 from .events import EventFanout, JsonlPrinter, JsonlWriter, ProgressBar
+from .job_control import RunFolderLock, StopWatcher
 
 EXIT_CODES_HELP = """exit codes:
   0    success
   1    unexpected internal error (a bug; the traceback is in the run folder's events.jsonl)
   2    command-line usage error
   3    bad input data (missing/empty/unreadable file or folder, image without mask, size mismatch, bad mask)
-  4    run-folder problem (nothing to resume, a checkpoint that does not load)
+  4    run-folder problem (nothing to resume, a checkpoint that does not load, the folder in use by another job)
   5    training diverged (non-finite loss)
-  130  cancelled (SIGINT/SIGTERM); the run folder stays consistent: continue with --resume
+  130  cancelled (SIGINT/SIGTERM, the ALIGNFLOW_CANCEL_FILE appeared, or the ALIGNFLOW_PARENT_PID process died);
+       the run folder stays consistent: continue with --resume
 """
 
 
@@ -319,6 +321,20 @@ def _install_signal_handlers() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def _locked_folder(args: argparse.Namespace, run_root: Path | None) -> Path | None:
+    """The folder this command writes, locked for its duration (one writer per run folder). Commands that need an
+    existing run folder lock it only when it exists, so a typo'd path is reported by the command, not created."""
+    if args.command == "segmenter":
+        return Path(args.out) if getattr(args, "segmenter_command", None) == "train" else None
+    if args.command == "bench":
+        return Path(args.out) if args.out else None
+    if run_root is None:
+        return None
+    if args.command in ("align", "synthesize") and not Path(run_root).is_dir():
+        return None
+    return Path(run_root)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
@@ -332,12 +348,20 @@ def main(argv: list[str] | None = None) -> int:
         sinks.append(log_writer)
     on_event = EventFanout(*sinks)
     _install_signal_handlers()
+    watcher = StopWatcher.from_environment()
+    lock = None
     try:
+        if watcher is not None:
+            watcher.start()
+        lock_dir = _locked_folder(args, run_root)
+        if lock_dir is not None:
+            lock = RunFolderLock(lock_dir).acquire()
         payload = _command(args, on_event)
         on_event({"event": "done", "message": "done", **payload})
         return 0
     except KeyboardInterrupt:
-        error = CancelledByUser("cancelled; the run folder is consistent, continue with --resume")
+        why = watcher.reason if watcher is not None and watcher.reason else "cancelled"
+        error = CancelledByUser(f"{why}; the run folder is consistent, continue with --resume")
         on_event({"event": "error", "message": str(error), "exit_code": error.exit_code})
         return error.exit_code
     except AlignFlowError as error:
@@ -350,6 +374,10 @@ def main(argv: list[str] | None = None) -> int:
         on_event({"event": "error", "message": message.splitlines()[0], "exit_code": 1})
         return 1
     finally:
+        if watcher is not None:
+            watcher.stop()
+        if lock is not None:
+            lock.release()
         if log_writer is not None:
             log_writer.close()
 

@@ -5,9 +5,9 @@ Exit codes (also in README and `alignflow --help`):
     1  unexpected internal error (a bug: please report it with the run folder's events.jsonl)
     2  command-line usage error (unknown option, missing argument)
     3  bad input data: a missing, empty or unreadable file or folder, mismatched image/mask, bad mask values
-    4  run-folder problem: nothing to resume, a checkpoint that does not load, an incompatible run
+    4  run-folder problem: nothing to resume, a checkpoint that does not load, an incompatible run, a folder in use
     5  training diverged (a non-finite loss)
-    130 cancelled (Ctrl-C / SIGINT / SIGTERM); the run folder stays consistent and resumable
+    130 cancelled (Ctrl-C / SIGINT / SIGTERM / cancel file / parent gone); the run folder stays consistent and resumable
 """
 
 from __future__ import annotations

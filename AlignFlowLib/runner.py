@@ -1,8 +1,11 @@
 """Run `alignflow … --progress jsonl` in a separate process and turn its output into events (Qt-free).
 
-Why a process: training would freeze Slicer's GUI, and only a process can be cancelled cleanly. The child runs in its
-own process group (session), so Cancel ends the whole tree (data-loader workers included): SIGTERM first — the CLI
-turns it into a clean stop that leaves the run folder resumable — then SIGKILL after a grace period.
+Why a process: training would freeze Slicer's GUI, and only a process can be cancelled cleanly. Cancel first creates
+the job's cancel file (ALIGNFLOW_CANCEL_FILE, see job_control.py): the CLI stops cleanly and the run folder stays
+resumable, even when the child is Slicer's `PythonSlicer` launcher, which would die at once on SIGTERM and leave its
+worker to be killed mid-write. Only a job that has not stopped after a grace period gets SIGTERM, then SIGKILL, sent
+to its whole process group (session), data-loader workers included; and a cancelled job counts as finished only once
+that group is empty. The child also gets ALIGNFLOW_PARENT_PID, so it stops by itself if this process dies.
 
 The API is poll-based so a Qt timer can drive it without threads touching the GUI:
 
@@ -23,10 +26,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import IO, Any, Callable, Sequence
+
+from .job_control import CANCEL_FILE_ENV, PARENT_PID_ENV
 
 Event = dict[str, Any]
 CANCELLED_EXIT_CODE = 130
@@ -111,6 +117,8 @@ class ProcessRunner:
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         self._terminal_event: Event | None = None
         self._exited_at: float | None = None
+        self._cancel_dir = tempfile.mkdtemp(prefix="alignflow-job-")
+        self.cancel_file = Path(self._cancel_dir) / "cancel"
 
     def start(self) -> ProcessRunner:
         """Launch the command in a new session (its own process group), so cancel can reach every descendant."""
@@ -121,6 +129,8 @@ class ProcessRunner:
             p for p in (str(library_parent()), child_env.get("PYTHONPATH", "")) if p)
         child_env["PYTHONUNBUFFERED"] = "1"
         child_env["PYTHONIOENCODING"] = "utf-8"
+        child_env[CANCEL_FILE_ENV] = str(self.cancel_file)
+        child_env[PARENT_PID_ENV] = str(os.getpid())
         options: dict[str, Any] = {}
         if os.name == "nt":
             options["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | getattr(subprocess, "CREATE_NO_WINDOW", 0)
@@ -185,11 +195,15 @@ class ProcessRunner:
         if not self.finished and self.process.poll() is not None:
             # A grandchild that inherited the pipes may keep them open; stop waiting for it after a moment.
             self._exited_at = self._exited_at or time.monotonic()
-            if self._open_streams > 0 and time.monotonic() - self._exited_at < 2.0:
+            waited = time.monotonic() - self._exited_at
+            if self._open_streams > 0 and waited < 2.0:
                 return events
+            if self.cancelled and _group_alive(self.process) and waited < self.grace_s:
+                return events  # the worker behind a launcher is still writing its last checkpoint
             self.finished = True
             if self.cancelled:
-                _signal_tree(self.process, force=True)  # descendants that outlived a cleanly exiting leader
+                _signal_tree(self.process, force=True)  # descendants that outlived the grace period
+            shutil.rmtree(self._cancel_dir, ignore_errors=True)
             final = self._finish(self.process.returncode)
             if final is not None:
                 events.append(final)
@@ -214,26 +228,31 @@ class ProcessRunner:
         self._terminal_event = event
         return event
 
-    def cancel(self, grace_s: float = 5.0, wait: bool = False) -> None:
-        """End the whole process tree: SIGTERM to the group now (the CLI exits 130 with a consistent run folder),
-        SIGKILL to whatever is left after `grace_s`. Returns at once (a watcher thread escalates) unless `wait`."""
+    def cancel(self, grace_s: float = 10.0, wait: bool = False) -> None:
+        """Stop the job: the cancel file now (the CLI exits 130 with a consistent run folder), SIGTERM to the process
+        group after `grace_s`, SIGKILL after twice that. Returns at once (a watcher thread escalates) unless `wait`."""
         if self.process is None or self.finished or self.cancelled:
             return
         self.cancelled = True
         self.grace_s = grace_s
-        _signal_tree(self.process, force=False)
+        self.cancel_file.touch()
         watcher = threading.Thread(target=self._escalate, daemon=True)
         watcher.start()
         if wait:
             watcher.join()
 
     def _escalate(self) -> None:
-        try:
-            self.process.wait(timeout=self.grace_s)
-        except subprocess.TimeoutExpired:
-            pass
-        _signal_tree(self.process, force=True)  # also reaps children that outlived a cleanly exiting leader
+        for force in (False, True):
+            try:
+                self.process.wait(timeout=self.grace_s)
+                break
+            except subprocess.TimeoutExpired:
+                _signal_tree(self.process, force=force)
         self.process.wait()
+        deadline = time.monotonic() + self.grace_s
+        while _group_alive(self.process) and time.monotonic() < deadline:
+            time.sleep(0.05)  # a launcher's worker finishing its clean stop
+        _signal_tree(self.process, force=True)
 
     def wait(self, timeout_s: float | None = None, interval_s: float = 0.05,
              on_event: Callable[[Event], None] | None = None) -> Event | None:
@@ -260,6 +279,19 @@ def _signal_tree(process: subprocess.Popen, force: bool) -> None:
         os.killpg(process.pid, signal.SIGKILL if force else signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
         pass  # the group is already gone
+
+
+def _group_alive(process: subprocess.Popen) -> bool:
+    """Whether any process of the child's group is left (POSIX); on Windows only the leader is known."""
+    if os.name == "nt":
+        return process.poll() is None
+    try:
+        os.killpg(process.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def run_cli(args: Sequence[str], on_event: Callable[[Event], None] | None = None, cwd: str | Path | None = None,

@@ -1,0 +1,174 @@
+"""Cancel, parent-death watchdog and run-folder lock, with real processes (issue 9, defect 4).
+
+Inside Slicer the runner's child is the `PythonSlicer` launcher, which starts the real Python as its own child and
+dies at once on SIGTERM. `launcher.py` below behaves that way, so these tests see what a Slicer user would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from slicer_helpers import REPO
+
+from AlignFlowLib.errors import RunFolderError  # noqa: E402
+from AlignFlowLib.job_control import CANCEL_FILE_ENV, PARENT_PID_ENV, RunFolderLock, StopWatcher  # noqa: E402
+from AlignFlowLib.runner import ProcessRunner, run_cli  # noqa: E402
+
+posix_only = pytest.mark.skipif(os.name == "nt", reason="POSIX process groups; Windows uses the cancel file only")
+
+# The worker: stops only through the library's watcher (cancel file / parent gone), then needs a moment to finish
+# writing, as the CLI does when it saves its last checkpoint.
+WORKER = """
+import json, os, sys, time
+sys.path.insert(0, {repo!r})
+from AlignFlowLib.job_control import StopWatcher
+watcher = StopWatcher.from_environment().start()
+print(json.dumps({{"event": "log", "message": "worker " + str(os.getpid())}}), flush=True)
+try:
+    while True:
+        time.sleep(0.05)
+except KeyboardInterrupt:
+    time.sleep(1.0)  # the clean stop takes a while
+    with open({marker!r}, "w") as f:
+        f.write(watcher.reason or "")
+    sys.exit(130)
+"""
+
+# Like CTK's launcher: runs the real interpreter as a child, forwards its exit code, no SIGTERM handler of its own.
+LAUNCHER = """
+import subprocess, sys
+sys.exit(subprocess.call([sys.executable, {worker!r}]))
+"""
+
+
+def _write(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def _wait_for_worker(runner: ProcessRunner, timeout_s: float = 30) -> int:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for event in runner.poll():
+            if str(event.get("message", "")).startswith("worker "):
+                return int(event["message"].split()[1])
+        time.sleep(0.05)
+    raise AssertionError("the worker never started")
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
+@posix_only
+def test_cancel_through_a_launcher_lets_the_worker_stop_cleanly(tmp_path):
+    marker = tmp_path / "clean_stop"
+    worker = _write(tmp_path, "worker.py", WORKER.format(repo=str(REPO), marker=str(marker)))
+    launcher = _write(tmp_path, "launcher.py", LAUNCHER.format(worker=worker))
+    runner = ProcessRunner([sys.executable, launcher], raw=True).start()
+    worker_pid = _wait_for_worker(runner)
+
+    runner.cancel(grace_s=5.0)
+    final = runner.wait(timeout_s=30)
+    assert final is not None and final["event"] == "error" and final["exit_code"] == 130
+    assert marker.read_text() == "cancel requested", "the worker was killed before its clean stop"
+    assert runner.returncode == 130  # forwarded by the launcher: nobody needed a signal
+    assert _gone(worker_pid)
+    assert not runner.cancel_file.parent.exists(), "the per-job cancel folder is cleaned up"
+
+
+@posix_only
+def test_a_worker_that_ignores_the_cancel_file_is_still_ended(tmp_path):
+    stubborn = _write(tmp_path, "stubborn.py", """
+        import json, os, signal, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print(json.dumps({"event": "log", "message": "worker " + str(os.getpid())}), flush=True)
+        while True:
+            time.sleep(0.1)
+    """)
+    runner = ProcessRunner([sys.executable, stubborn], raw=True).start()
+    worker_pid = _wait_for_worker(runner)
+    started = time.monotonic()
+    runner.cancel(grace_s=0.5)
+    final = runner.wait(timeout_s=30)
+    assert final["exit_code"] == 130 and runner.returncode == -signal.SIGKILL
+    assert time.monotonic() - started < 10 and _gone(worker_pid)
+
+
+@posix_only
+def test_worker_stops_when_the_program_that_started_it_dies(tmp_path):
+    """Slicer crashes: the job must not keep the GPU. The 'parent' is a separate process killed with SIGKILL."""
+    marker = tmp_path / "clean_stop"
+    worker = _write(tmp_path, "worker.py", WORKER.format(repo=str(REPO), marker=str(marker)))
+    parent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    env = dict(os.environ, **{PARENT_PID_ENV: str(parent.pid)})
+    env.pop(CANCEL_FILE_ENV, None)
+    child = subprocess.Popen([sys.executable, worker], env=env, stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().startswith('{"event": "log", "message": "worker')
+    assert child.poll() is None
+    parent.kill()
+    parent.wait()
+    assert child.wait(timeout=20) == 130
+    assert "is gone" in marker.read_text() and str(parent.pid) in marker.read_text()
+
+
+def test_stop_watcher_reads_its_settings_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv(CANCEL_FILE_ENV, raising=False)
+    monkeypatch.delenv(PARENT_PID_ENV, raising=False)
+    assert StopWatcher.from_environment() is None  # a plain terminal run watches nothing
+    monkeypatch.setenv(CANCEL_FILE_ENV, str(tmp_path / "cancel"))
+    monkeypatch.setenv(PARENT_PID_ENV, "not-a-pid")
+    watcher = StopWatcher.from_environment()
+    assert watcher.cancel_file == tmp_path / "cancel" and watcher.parent_pid is None
+
+
+def test_run_folder_lock_is_exclusive_and_released(tmp_path):
+    first = RunFolderLock(tmp_path / "run").acquire()
+    holder = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(REPO)!r})
+        from AlignFlowLib.job_control import RunFolderLock
+        from AlignFlowLib.errors import RunFolderError
+        try:
+            RunFolderLock({str(tmp_path / "run")!r}).acquire()
+        except RunFolderError as error:
+            print(error); sys.exit(4)
+    """)], capture_output=True, text=True, timeout=60)
+    assert holder.returncode == 4 and f"pid {os.getpid()}" in holder.stdout
+    first.release()
+    with RunFolderLock(tmp_path / "run"):
+        with pytest.raises(RunFolderError, match="in use by another alignflow job"):
+            RunFolderLock(tmp_path / "run").acquire()
+
+
+def test_second_cli_job_on_a_locked_run_folder_exits_4(tmp_path, phantom_paths):
+    """'Resume' pressed while a job still runs: the second writer is refused before it touches anything."""
+    run = tmp_path / "run"
+    with RunFolderLock(run):
+        before = sorted(p.name for p in run.iterdir())
+        events: list[dict] = []
+        code = run_cli(["train", "--source", str(phantom_paths.source), "--out", str(run), "--device", "cpu",
+                        "--preset", "demo"], events.append, timeout_s=180)
+    assert code == 4, events
+    assert events[-1]["event"] == "error" and "in use by another alignflow job" in events[-1]["message"]
+    assert not (run / "checkpoints").exists() and not (run / "config.json").exists()
+    assert set(before) <= {p.name for p in run.iterdir()}
+    assert json.loads((run / "events.jsonl").read_text().splitlines()[-1])["exit_code"] == 4
