@@ -87,10 +87,11 @@ def test_module_cmake_lists_name_exactly_the_files_on_disk():
     files = [p for p in MODULE_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts
              and p.relative_to(MODULE_DIR).parts[0] != "Testing"]
     scripts = sorted(p.relative_to(MODULE_DIR).as_posix() for p in files if p.suffix == ".py")
-    resources = sorted(p.relative_to(MODULE_DIR).as_posix() for p in files if p.suffix in (".png", ".ui"))
+    resource_suffixes = (".png", ".ui", ".nrrd", ".mrml")  # .nrrd/.mrml: the Sample Data files
+    resources = sorted(p.relative_to(MODULE_DIR).as_posix() for p in files if p.suffix in resource_suffixes)
     assert expand(_cmake_list(cmake, "MODULE_PYTHON_SCRIPTS")) == scripts
     assert expand(_cmake_list(cmake, "MODULE_PYTHON_RESOURCES")) == resources
-    assert {p.suffix for p in files} <= {".py", ".png", ".ui", ".txt"}  # nothing unlisted ships silently
+    assert {p.suffix for p in files} <= {".py", ".txt", *resource_suffixes}  # nothing unlisted ships silently
     text = cmake.read_text()
     assert "WITH_GENERIC_TESTS" in text and "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text
     tests = MODULE_DIR / "Testing" / "Python"
