@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="polyp: reuse the stage-1 generators of an earlier benchmark output folder (same settings)")
     _common(bench)
 
-    seg = commands.add_parser("segmenter", help="train, evaluate or export a segmenter")
+    seg = commands.add_parser("segmenter", help="train, evaluate, export or apply a segmenter")
     seg_commands = seg.add_subparsers(dest="segmenter_command", required=True)
     seg_train = seg_commands.add_parser("train", help="train on source pairs (+ synthetic pairs); exports it",
                                         epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -164,6 +164,19 @@ def build_parser() -> argparse.ArgumentParser:
                             help="segmenter folder from `segmenter train`, or a run folder")
     seg_export.add_argument("--out", type=Path, required=True, help="export folder")
     _common(seg_export)
+    seg_predict = seg_commands.add_parser(
+        "predict", help="segment an image or volume slice by slice into a 0/1 label file on the same voxel grid",
+        description="Segments --volume with an exported segmenter, slice by slice along model.json's slice_axis\n"
+                    "(z by default), and writes a uint8 0/1 label image with exactly the input's size, spacing,\n"
+                    "origin and direction (written atomically). One progress event per slice.",
+        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    seg_predict.add_argument("--model", type=Path, required=True,
+                             help="exported segmenter folder, or a folder holding one (SEG/exported, "
+                                  "RUN/segmenter/exported)")
+    seg_predict.add_argument("--volume", type=Path, required=True,
+                             help="image to segment: .nrrd, .nii(.gz), .mha/.mhd, or a 2-D .png/.jpg/.tif")
+    seg_predict.add_argument("--out", type=Path, required=True, help="label file: .nrrd, .nii.gz, .nii or .mha")
+    _common(seg_predict)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""`alignflow segmenter train | evaluate | export`: the downstream segmenter on its own, outside a run."""
+"""`alignflow segmenter train | evaluate | export | predict`: the downstream segmenter on its own, outside a run."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import torch
 from .checkpoint import load_checkpoint, write_json_atomic
 from .config import SegmenterConfig, from_dict, replace, to_dict
 from .data.folders import load_pairs
-from .errors import AlignFlowError, RunFolderError
-from .events import EventCallback
+from .errors import AlignFlowError, CancelledByUser, InputDataError, RunFolderError
+from .events import EventCallback, StageProgress
 
 
 def _train(args: argparse.Namespace, device: torch.device, on_event: EventCallback) -> dict[str, Any]:
@@ -49,13 +49,18 @@ def _train(args: argparse.Namespace, device: torch.device, on_event: EventCallba
     return {"exported": str(exported)}
 
 
+def _model_folder(folder: Path) -> Path:
+    """An exported segmenter folder, SEG/exported (from `segmenter train`) or RUN/segmenter/exported."""
+    for candidate in (folder, folder / "exported", folder / "segmenter" / "exported"):
+        if (candidate / "model.json").is_file():
+            return candidate
+    return folder
+
+
 def _evaluate(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     from .pipeline import evaluate_exported
 
-    model_dir = Path(args.model)
-    if not (model_dir / "model.json").is_file() and (model_dir / "exported" / "model.json").is_file():
-        model_dir = model_dir / "exported"
-    result = evaluate_exported(model_dir, args.data, device)
+    result = evaluate_exported(_model_folder(Path(args.model)), args.data, device)
     if args.out:
         write_json_atomic(Path(args.out), result)
     return {"mdice": result["mdice"], "miou": result["miou"], "num_images": result["num_images"]}
@@ -85,6 +90,32 @@ def _export(args: argparse.Namespace) -> dict[str, Any]:
     return {"exported": str(exported)}
 
 
+def _predict(args: argparse.Namespace, device: torch.device, on_event: EventCallback) -> dict[str, Any]:
+    """Segment one image file slice by slice into a 0/1 label file on the same voxel grid (the Segment Editor effect
+    runs this in a separate process and shows its progress)."""
+    from .predict import check_label_path, count_slices, read_voxels, segment_volume, slice_axis, write_label
+    from .segmenter.export import ExportedSegmenter
+
+    out = check_label_path(Path(args.out))
+    image, voxels = read_voxels(Path(args.volume))  # bad input fails here, before the model loads
+    model_dir = _model_folder(Path(args.model))
+    segmenter = ExportedSegmenter.load(model_dir, device)
+    try:
+        axis = slice_axis(model_dir)
+    except (ValueError, TypeError) as error:
+        raise InputDataError(f"slice_axis is not an axis ({error})", model_dir / "model.json") from error
+    if axis not in (0, 1, 2):
+        raise InputDataError(f"slice_axis {axis} is not 0 (x), 1 (y) or 2 (z)", model_dir / "model.json")
+    total = count_slices(voxels.shape, axis)
+    progress = StageProgress(on_event, "segment", total)
+    try:
+        mask = segment_volume(segmenter, voxels, axis, lambda done, _total: progress.update(done))
+        write_label(mask, image, out)
+    except KeyboardInterrupt:
+        raise CancelledByUser("cancelled; no output was written", out) from None
+    return {"out": str(out), "num_slices": total, "foreground_voxels": int(mask.sum())}
+
+
 def dispatch(args: argparse.Namespace, device: torch.device, on_event: EventCallback) -> dict[str, Any]:
     if args.segmenter_command == "train":
         return _train(args, device, on_event)
@@ -92,4 +123,6 @@ def dispatch(args: argparse.Namespace, device: torch.device, on_event: EventCall
         return _evaluate(args, device)
     if args.segmenter_command == "export":
         return _export(args)
+    if args.segmenter_command == "predict":
+        return _predict(args, device, on_event)
     raise AlignFlowError(f"unknown segmenter command {args.segmenter_command!r}")

@@ -1,7 +1,10 @@
-"""In-Slicer test of the 'AlignFlow' Segment Editor effect: registered, fills the selected segment, undoable."""
+"""In-Slicer test of the 'AlignFlow' Segment Editor effect: registered, previews in the background, applies through
+the editor (intensity range honoured), undoable. The model is made by the library's own export, whatever its format."""
 
-import json
+from __future__ import annotations
+
 import tempfile
+import time
 import unittest
 from pathlib import Path
 
@@ -15,46 +18,104 @@ class SegmentEditorAlignFlowTest(unittest.TestCase):
 
     def runTest(self) -> None:
         self.setUp()
-        self.test_effect_fills_segment_with_undo()
+        self.test_effect_is_registered()
+        self.setUp()
+        self.test_effect_previews_applies_and_undoes()
 
-    def test_effect_fills_segment_with_undo(self) -> None:
+    def test_effect_is_registered(self) -> None:
+        """The module registers the effect at startup; the factory lists it whether or not a segmentation exists."""
+        factory = slicer.qSlicerSegmentEditorEffectFactory.instance()
+        self.assertIn("AlignFlow", [effect.name for effect in factory.registeredEffects()])
+
+    def test_effect_previews_applies_and_undoes(self) -> None:
         from AlignFlowSlicerLib.logic import missing_requirements
 
-        editor = slicer.qMRMLSegmentEditorWidget()
-        editor.setMRMLScene(slicer.mrmlScene)
-        editor.setMRMLSegmentEditorNode(slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode"))
-        editor.setActiveEffectByName("AlignFlow")
-        self.assertIsNotNone(editor.activeEffect(), "the AlignFlow effect is not registered")
         if missing_requirements():
             self.skipTest("AlignFlow's Python dependencies are not installed")
-
-        import torch
         from AlignFlowLib import mrml
 
-        class Threshold(torch.nn.Module):
-            def forward(self, x: torch.Tensor) -> torch.Tensor:
-                return (x[:, :1] > 0.0).float() * 20.0 - 10.0
-
-        voxels = np.zeros((1, 32, 32), np.uint8)
-        voxels[0, 8:20, 10:24] = 250
+        rng = np.random.default_rng(0)
+        voxels = rng.normal(0, 40, (3, 20, 24)).astype(np.int16)
+        voxels[:, 5:14, 6:18] += 600
         volume = mrml.volume_from_array(slicer.mrmlScene, voxels, "effect test", rgb=False)
         segmentation = mrml.segmentation_for(slicer.mrmlScene, volume, "effect test segmentation")
         segment_id = mrml.add_segment(segmentation, "lesion")
+
+        editor = slicer.qMRMLSegmentEditorWidget()
+        editor.show()
+        self.addCleanup(editor.close)
+        editor.setMRMLScene(slicer.mrmlScene)
+        parameters = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode")
+        editor.setMRMLSegmentEditorNode(parameters)
         editor.setSegmentationNode(segmentation)
         editor.setSourceVolumeNode(volume)
         editor.setCurrentSegmentID(segment_id)
         editor.setActiveEffectByName("AlignFlow")
-        effect = editor.activeEffect()
+        active = editor.activeEffect()
+        self.assertIsNotNone(active, "the AlignFlow effect cannot be activated")
+        self.assertEqual(active.name, "AlignFlow")
+        effect = active.self()
+
         with tempfile.TemporaryDirectory() as folder:
-            torch.jit.script(Threshold()).save(str(Path(folder) / "model.pt"))
-            (Path(folder) / "model.json").write_text(json.dumps({
-                "format": "alignflow-segmenter", "format_version": 1, "architecture": "threshold",
-                "labels": ["lesion"], "spatial_dims": 2, "in_channels": 1, "image_size_px": 32,
-                "resize_mode": "letterbox", "intensity": "uint8-or-percentile", "threshold": 0.5,
-                "output": "logits"}))
-            effect.self().modelFolderEdit.currentPath = folder
-            effect.self().onApply()
-        filled = mrml.mask_array(slicer.mrmlScene, segmentation, volume, [segment_id])
-        self.assertTrue(np.array_equal(filled, voxels > 128))
-        editor.undo()
-        self.assertFalse(mrml.mask_array(slicer.mrmlScene, segmentation, volume, [segment_id]).any())
+            model = self._export_model(Path(folder))
+            expected = self._library_prediction(model, voxels)
+            self.assertTrue(expected.any(), "the test network predicts nothing; change its seed")
+            effect.modelFolderEdit.currentPath = str(model)
+
+            self._preview(effect)
+            self.assertIsNotNone(effect.previewNode)
+            self.assertFalse(self._segment(segmentation, volume, segment_id).any(), "preview changed the segment")
+            effect.onApply()
+            self.assertIsNone(effect.previewNode)
+            self.assertTrue(np.array_equal(self._segment(segmentation, volume, segment_id), expected))
+            editor.undo()
+            self.assertFalse(self._segment(segmentation, volume, segment_id).any())
+
+            parameters.SetSourceVolumeIntensityMask(True)  # the editor's masking applies to the effect's result
+            parameters.SetSourceVolumeIntensityMaskRange(300.0, 2000.0)
+            self._preview(effect)
+            effect.onApply()
+            self.assertTrue(np.array_equal(self._segment(segmentation, volume, segment_id),
+                                           expected & (voxels >= 300)))
+
+            self._preview(effect)
+            effect.onDiscard()
+            self.assertIsNone(effect.previewNode)
+
+    @staticmethod
+    def _export_model(folder: Path) -> Path:
+        """A small real network with fixed weights, written by the library's export (the format the effect reads)."""
+        import torch
+        from AlignFlowLib.segmenter.export import export_segmenter
+        from AlignFlowLib.segmenter.model import build_segmenter
+
+        torch.manual_seed(0)
+        network = build_segmenter("unet", 1).eval()
+        return Path(export_segmenter(network, folder / "exported", architecture="unet", in_channels=1,
+                                     image_size_px=32))
+
+    @staticmethod
+    def _library_prediction(model: Path, voxels: np.ndarray) -> np.ndarray:
+        from AlignFlowLib.predict import segment_volume
+        from AlignFlowLib.segmenter.export import ExportedSegmenter
+
+        return segment_volume(ExportedSegmenter.load(model), voxels, 2)
+
+    def _preview(self, effect, timeout_s: float = 300.0) -> None:
+        """Press Preview and let the GUI's timer poll the background process until the preview is shown."""
+        effect.onPreview()
+        self.assertTrue(effect.predictionRunning(), "Preview did not start a background segmentation")
+        deadline = time.monotonic() + timeout_s
+        while effect.job is not None:
+            if time.monotonic() > deadline:
+                effect.onCancel()
+                self.fail("the background segmentation did not finish in time")
+            slicer.app.processEvents()
+            time.sleep(0.05)
+        self.assertIsNotNone(effect.prediction, effect.statusLabel.text)
+
+    @staticmethod
+    def _segment(segmentation, volume, segment_id: str) -> np.ndarray:
+        from AlignFlowLib import mrml
+
+        return mrml.mask_array(slicer.mrmlScene, segmentation, volume, [segment_id])
