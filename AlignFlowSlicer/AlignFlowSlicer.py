@@ -7,32 +7,25 @@ torch and monai are never imported here: AlignFlowLib is loaded only after the d
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, List, Optional, Tuple
 
 import qt
 import slicer
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
-                                          ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+                                          ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
+# Importing AlignFlowSlicerLib also makes a source checkout's AlignFlowLib findable (never imported here: torch).
+from AlignFlowSlicerLib.logic import DOCUMENTATION_URL, MINIMUM_SLICER_VERSION, AlignFlowLogic, missing_requirements
+from AlignFlowSlicerLib.parameters import AlignFlowSlicerParameterNode
+from AlignFlowSlicerLib.selftest import AlignFlowSlicerTest  # noqa: F401  (Slicer looks up <Module>Test here)
 
-def _useSourceCheckout() -> None:
-    """Run from a source checkout (this folder in Additional module paths): make the sibling AlignFlowLib
-    importable. In a built extension AlignFlowLib sits beside this file and this does nothing."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if os.path.isdir(os.path.join(root, "AlignFlowLib")) and root not in sys.path:
-        sys.path.append(root)
-
-
-_useSourceCheckout()
-
-from AlignFlowSlicerLib.logic import AlignFlowLogic, missing_requirements  # noqa: E402
-from AlignFlowSlicerLib.parameters import AlignFlowSlicerParameterNode  # noqa: E402
-
-Action = Callable[[], tuple]  # () -> (CLI arguments, callback on success or None)
+# An action runs when its button is pressed and returns (CLI arguments, what to do when the job succeeds, what to do
+# when it does not). Everything a callback needs is captured then, never read from the GUI when the job ends.
+Action = Callable[[], Tuple[List[str], Optional[Callable[[], None]], Optional[Callable[[], None]]]]
 
 
 class AlignFlowSlicer(ScriptedLoadableModule):
@@ -41,15 +34,28 @@ class AlignFlowSlicer(ScriptedLoadableModule):
         self.parent.title = "AlignFlow"
         self.parent.categories = ["Segmentation"]
         self.parent.dependencies = ["Segmentations"]
-        self.parent.contributors = ["AlignFlow contributors"]
+        self.parent.contributors = ["AlignFlow developers (AlignFlow project)"]
         self.parent.helpText = (
             "Few-shot distribution-aligned flow matching: learn image-mask pairs from labelled source data, align "
             "the generator to a handful of unlabelled target images, synthesise target-styled pairs and train a "
-            "segmenter. The Segment Editor gets an 'AlignFlow' effect that applies an exported segmenter.")
+            "segmenter. The Segment Editor gets an 'AlignFlow' effect that applies an exported segmenter. "
+            f'See the <a href="{DOCUMENTATION_URL}">documentation</a>.')
         self.parent.acknowledgementText = (
             "Method: Yang et al. 2026, 'Few-Shot Distribution-Aligned Flow Matching for Data Synthesis in Medical "
             "Image Segmentation'. Built on 3D Slicer, PyTorch and MONAI.")
+        if (slicer.app.majorVersion, slicer.app.minorVersion) < tuple(map(int, MINIMUM_SLICER_VERSION.split("."))):
+            logging.warning(f"AlignFlow needs Slicer {MINIMUM_SLICER_VERSION} or newer")
         slicer.app.connect("startupCompleted()", self.registerEditorEffect)
+        slicer.app.connect("startupCompleted()", self.registerSampleData)
+
+    def registerSampleData(self) -> None:
+        """Offer the phantom workflow's inputs in the Sample Data module (the files ship with the extension)."""
+        try:
+            import SampleData
+        except ImportError:  # a Slicer built without the Sample Data module
+            return
+        from AlignFlowSlicerLib.sample_data import register_sample_data
+        register_sample_data(SampleData)
 
     def registerEditorEffect(self) -> None:
         """Register the 'AlignFlow' Segment Editor effect (its file lives beside this module)."""
@@ -61,12 +67,16 @@ class AlignFlowSlicer(ScriptedLoadableModule):
         instance.self().register()
 
 
-class AlignFlowSlicerLogic(ScriptedLoadableModuleLogic, AlignFlowLogic):
-    """The Qt-free AlignFlowLogic on Slicer's scene, plus the module's typed parameter node."""
+class AlignFlowSlicerLogic(ScriptedLoadableModuleLogic):
+    """Slicer's module logic: the typed parameter node, and the Qt-free core logic on Slicer's scene as `core`.
+
+    Slicer constructs it with no arguments, and ScriptedLoadableModuleLogic.__init__ calls super().__init__() with
+    none, so the core logic (which needs the scene) is held, not inherited.
+    """
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
-        AlignFlowLogic.__init__(self, slicer.mrmlScene)
+        self.core = AlignFlowLogic(slicer.mrmlScene)
 
     def getParameterNode(self) -> AlignFlowSlicerParameterNode:
         return AlignFlowSlicerParameterNode(super().getParameterNode())
@@ -76,13 +86,15 @@ class AlignFlowSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
-        self.logic: AlignFlowSlicerLogic | None = None
-        self._parameterNode: AlignFlowSlicerParameterNode | None = None
+        self.logic: Optional[AlignFlowSlicerLogic] = None
+        self._parameterNode: Optional[AlignFlowSlicerParameterNode] = None
         self._connectionTag = None
         self._job = None
         self._jobButton = None
         self._jobLabel = ""
-        self._jobDone: Callable[[], None] | None = None
+        self._jobDone: Optional[Callable[[], None]] = None
+        self._jobFailed: Optional[Callable[[], None]] = None
+        self._lastPrediction: Optional[tuple] = None  # (segmentation, segment id) of the last Apply, for Undo
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -99,18 +111,22 @@ class AlignFlowSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.trainButton: self.onTrain, self.ui.runAllButton: self.onRunAll, self.ui.alignButton: self.onAlign,
             self.ui.synthesizeButton: self.onSynthesize, self.ui.segmenterTrainButton: self.onSegmenterTrain,
             self.ui.evaluateButton: self.onEvaluate, self.ui.exportButton: self.onExport,
+            self.ui.applyButton: self.onApply,
         }
         for button, action in actions.items():
             button.connect("clicked(bool)", lambda _checked, b=button, a=action: self._onLongAction(b, a))
         self.ui.loadRunButton.connect("clicked(bool)", lambda _checked: self.onLoadRun())
         self.ui.previewButton.connect("clicked(bool)", lambda _checked: self._guarded(self.onPreview))
-        self.ui.applyButton.connect("clicked(bool)", lambda _checked: self._guarded(self.onApply))
+        self.ui.undoApplyButton.connect("clicked(bool)", lambda _checked: self.onUndoApply())
         for combo in (self.ui.sourceVolumesComboBox, self.ui.referenceVolumesComboBox):
             combo.connect("checkedNodesChanged()", self._updateNodeListsFromGUI)
+        for combo in (self.ui.presetComboBox, self.ui.deviceComboBox):
+            combo.connect("currentIndexChanged(int)", lambda _index: self.updateRuntimeStatus())
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.initializeParameterNode()
+        self.updateRuntimeStatus()
 
     # Parameter node.
 
@@ -130,6 +146,8 @@ class AlignFlowSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneStartClose(self, caller, event) -> None:
         self.exit()
         self._parameterNode = None
+        self._lastPrediction = None
+        self.ui.undoApplyButton.enabled = False
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
@@ -151,29 +169,40 @@ class AlignFlowSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.sourceVolumes = list(self.ui.sourceVolumesComboBox.checkedNodes())
             self._parameterNode.referenceVolumes = list(self.ui.referenceVolumesComboBox.checkedNodes())
 
+    def updateRuntimeStatus(self) -> None:
+        """The status line: torch/CUDA and the device jobs will use, in red when the preset would run on a CPU."""
+        if missing_requirements():
+            self.ui.runtimeLabel.text = "PyTorch and MONAI are installed on first use."
+            return
+        preset = self.ui.presetComboBox.currentText or "default"
+        device = self.ui.deviceComboBox.currentText or "auto"
+        try:
+            line, warn = self.logic.core.runtime_status(preset, device)
+        except Exception as error:  # a broken torch install: say so here, not in a traceback
+            line, warn = f"PyTorch does not load: {error}", True
+        self.ui.runtimeLabel.text = line
+        self.ui.runtimeLabel.styleSheet = "color: #c0392b" if warn else ""
+
     # Dependencies: asked once, on first use; nothing is installed at import time.
 
     def ensureDependencies(self) -> bool:
-        missing = missing_requirements()
-        if not missing:
-            return True
-        names = ", ".join(r.pip for r in missing)
-        if not slicer.util.confirmOkCancelDisplay(
-                f"AlignFlow needs these Python packages, which are not installed yet:\n\n{names}\n\n"
-                "Install them now? This downloads several hundred MB and may take a few minutes.",
-                windowTitle="AlignFlow: install dependencies"):
-            return False
+        from AlignFlowSlicerLib.install import ensure_installed
+
+        def torchLogic():
+            import PyTorchUtils
+            return PyTorchUtils.PyTorchUtilsLogic()
+
+        wheels = os.environ.get("ALIGNFLOW_WHEELS") or qt.QSettings().value("AlignFlow/WheelFolder", "")
+        ready = False
         with slicer.util.tryWithErrorDisplay("Installing AlignFlow's dependencies failed.", waitCursor=True):
-            if any(r.module == "torch" for r in missing):
-                try:  # the PyTorch extension picks the build that matches this computer's GPU
-                    import PyTorchUtils
-                    PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False)
-                except ImportError:
-                    slicer.util.pip_install("torch")
-            rest = [r.pip for r in missing if r.module != "torch"]
-            if rest:
-                slicer.util.pip_install(rest)
-        return not missing_requirements()
+            ready = ensure_installed(
+                lambda text: slicer.util.confirmOkCancelDisplay(text, windowTitle="AlignFlow: install dependencies"),
+                slicer.util.pip_install, torchLogic, Path(wheels) if wheels else None,
+                lambda text: slicer.util.confirmYesNoDisplay(text, windowTitle="AlignFlow: restart needed"),
+                slicer.util.restart)
+        if ready:
+            self.updateRuntimeStatus()
+        return ready
 
     # Long actions: one process at a time; its button becomes Cancel.
 
@@ -186,13 +215,13 @@ class AlignFlowSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self.ensureDependencies():
             return
         try:
-            args, onDone = action()  # may export scene nodes to the run folder first
-            job = self.logic.start(args)
+            args, onDone, onFailed = action()  # may export scene nodes to the run folder first
+            job = self.logic.core.start(args)
         except Exception as error:  # bad selection, unwritable folder: a dialog, not a console traceback
             slicer.util.errorDisplay(str(error), windowTitle="AlignFlow")
             return
         self.ui.logTextEdit.appendPlainText("$ alignflow " + " ".join(args))
-        self._job, self._jobButton, self._jobDone = job, button, onDone
+        self._job, self._jobButton, self._jobDone, self._jobFailed = job, button, onDone, onFailed
         self._jobLabel, button.text = button.text, "Cancel"
         self._setButtonsEnabled(False)
         self._timer.start()
@@ -211,16 +240,19 @@ class AlignFlowSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self._job.finished:
             return
         self._timer.stop()
-        job, onDone = self._job, self._jobDone
+        job, onDone, onFailed = self._job, self._jobDone, self._jobFailed
         self._jobButton.text = self._jobLabel
-        self._job = self._jobButton = self._jobDone = None
+        self._job = self._jobButton = self._jobDone = self._jobFailed = None
         self._setButtonsEnabled(True)
         if job.error_message is None:
             self.ui.statusLabel.text = "Done."
             self.ui.progressBar.value = self.ui.progressBar.maximum
             if onDone is not None:
                 self._guarded(onDone)
-        elif job.cancelled:
+            return
+        if onFailed is not None:
+            onFailed()
+        if job.cancelled:
             self.ui.statusLabel.text = "Cancelled. Tick 'Resume' and start again to continue."
         else:
             self.ui.statusLabel.text = f"Failed (exit code {job.returncode})."
@@ -250,125 +282,117 @@ class AlignFlowSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _run(self) -> Path:
         return self._path(self._parameterNode.runFolder, "a run folder (Generator panel)")
 
-    def _source(self) -> Path:
+    def _source(self, run: Path) -> Path:
         p = self._parameterNode
         if p.sourceFromFolder:
             return self._path(p.sourceFolder, "a source pair folder")
-        names = [p.sourceSegmentName] if p.sourceSegmentName.strip() else []
-        return self.logic.export_source(p.sourceVolumes, self._run() / "inputs" / "source", names)
+        return self.logic.core.export_source(p.sourceVolumes, run / "inputs" / "source", [p.sourceSegmentName])
 
-    def _references(self) -> Path:
+    def _references(self, run: Path) -> Path:
         p = self._parameterNode
         if p.referencesFromFolder:
             return self._path(p.referencesFolder, "a reference folder")
-        return self.logic.export_references(p.referenceVolumes, self._run() / "inputs" / "references")
+        return self.logic.core.export_references(p.referenceVolumes, run / "inputs" / "references")
 
-    def _optional(self, value: int) -> int | None:
+    def _optional(self, value: int) -> Optional[int]:
         return value or None  # 0 in a steps box means "the preset's value"
 
-    # Actions: each returns (CLI arguments, what to do when it succeeds).
+    # Actions: each captures the run folder (and whatever its callback needs) when it starts.
 
     def onTrain(self):
-        p = self._parameterNode
-        self.logic.device = p.device
-        return self.logic.train_args(self._source(), self._run(), p.imageSizePx, self._optional(p.generatorSteps),
-                                     self._optional(p.maskSteps), p.preset, p.resume), self.onLoadRun
+        p, run = self._parameterNode, self._run()
+        self.logic.core.device = p.device
+        return (self.logic.core.train_args(self._source(run), run, p.imageSizePx, self._optional(p.generatorSteps),
+                                           self._optional(p.maskSteps), p.preset, p.resume),
+                lambda: self._showRun(run), None)
 
     def onRunAll(self):
-        p = self._parameterNode
-        self.logic.device = p.device
+        p, run = self._parameterNode, self._run()
+        self.logic.core.device = p.device
         test = Path(p.testFolder) if str(p.testFolder) not in ("", ".") else None
-        return self.logic.run_all_args(
-            self._source(), self._references(), self._run(), test, p.preset, p.imageSizePx,
+        count = p.previewCount
+        args = self.logic.core.run_all_args(
+            self._source(run), self._references(run), run, test, p.preset, p.imageSizePx,
             self._optional(p.generatorSteps), self._optional(p.maskSteps), self._optional(p.alignSteps),
-            self._optional(p.segmenterSteps), p.numPairs, p.resume), self._afterRunAll
-
-    def _afterRunAll(self) -> None:
-        self.onLoadRun()
-        self.onPreview()
+            self._optional(p.segmenterSteps), p.numPairs, p.resume)
+        return args, lambda: (self._showRun(run), self._preview(run, count)), None
 
     def onAlign(self):
-        p = self._parameterNode
-        self.logic.device = p.device
-        return self.logic.align_args(self._run(), self._references(), self._optional(p.alignSteps), p.adapter,
-                                     p.resume), self.onLoadRun
+        p, run = self._parameterNode, self._run()
+        self.logic.core.device = p.device
+        return (self.logic.core.align_args(run, self._references(run), self._optional(p.alignSteps), p.adapter,
+                                           p.resume), lambda: self._showRun(run), None)
 
     def onSynthesize(self):
-        p = self._parameterNode
-        self.logic.device = p.device
-        return self.logic.synthesize_args(self._run(), p.numPairs, p.seed, p.maskSource), self.onPreview
+        p, run = self._parameterNode, self._run()
+        self.logic.core.device = p.device
+        count = p.previewCount
+        return (self.logic.core.synthesize_args(run, p.numPairs, p.seed, p.maskSource),
+                lambda: self._preview(run, count), None)
 
     def onSegmenterTrain(self):
-        p = self._parameterNode
-        self.logic.device = p.device
-        synthetic = self.logic.synthetic_folder(self._run())
-        return self.logic.segmenter_train_args(
-            self._source(), self._run() / "segmenter", synthetic if (synthetic / "images").is_dir() else None,
-            p.segmenterArch, self._optional(p.segmenterSteps)), self.onLoadRun
+        p, run = self._parameterNode, self._run()
+        self.logic.core.device = p.device
+        synthetic = self.logic.core.synthetic_folder(run)
+        return (self.logic.core.segmenter_train_args(
+            self._source(run), run / "segmenter", synthetic if (synthetic / "images").is_dir() else None,
+            p.segmenterArch, self._optional(p.segmenterSteps)), lambda: self._showRun(run), None)
 
     def onEvaluate(self):
-        p = self._parameterNode
-        model = self.logic.exported_segmenter(self._run())
-        return self.logic.segmenter_evaluate_args(model, self._path(p.testFolder, "a labelled test pair folder"),
-                                                  self._run() / "segmenter" / "evaluation.json"), None
+        p, run = self._parameterNode, self._run()
+        self.logic.core.device = p.device
+        model = self.logic.core.exported_segmenter(run)
+        return (self.logic.core.segmenter_evaluate_args(model, self._path(p.testFolder, "a labelled test pair folder"),
+                                                        run / "segmenter" / "evaluation.json"), None, None)
 
     def onExport(self):
+        self.logic.core.device = self._parameterNode.device
         out = self._path(self._parameterNode.exportFolder, "an export folder (Segmenter panel)")
-        return self.logic.segmenter_export_args(self._run() / "segmenter", out), None
+        return self.logic.core.segmenter_export_args(self._run() / "segmenter", out), None, None
+
+    def onApply(self):
+        """Segment a volume in the job process; the result becomes a new segment (Undo removes it)."""
+        p = self._parameterNode
+        volume, segmentation = p.applyVolume, p.applySegmentation
+        if volume is None or segmentation is None:
+            raise ValueError("Choose the volume to segment and the segmentation for the result.")
+        self.logic.core.device = p.device
+        model = p.exportFolder if str(p.exportFolder) not in ("", ".") else self._run()
+        args, work = self.logic.core.prepare_prediction(Path(model), volume)
+
+        def done() -> None:
+            segment_id, filled = self.logic.core.import_prediction(work, volume, segmentation)
+            self._lastPrediction = (segmentation, segment_id)
+            self.ui.undoApplyButton.enabled = True
+            name = segmentation.GetSegmentation().GetSegment(segment_id).GetName()
+            self.ui.statusLabel.text = (f"Segmenter filled {filled} voxels into the new segment {name!r}."
+                                        if filled else f"The segmenter found nothing; {name!r} is empty.")
+
+        return args, done, lambda: self.logic.core.discard_prediction(work)
+
+    def onUndoApply(self) -> None:
+        if self._lastPrediction is not None:
+            self.logic.core.undo_prediction(*self._lastPrediction)
+        self._lastPrediction = None
+        self.ui.undoApplyButton.enabled = False
+
+    # Results back in the scene.
+
+    def _showRun(self, run: Path) -> None:
+        self.ui.runSummaryLabel.text = self.logic.core.run_summary(run)
 
     def onLoadRun(self) -> None:
         try:
-            self.ui.runSummaryLabel.text = self.logic.run_summary(self._run())
+            self._showRun(self._run())
         except ValueError as error:
             slicer.util.errorDisplay(str(error), windowTitle="AlignFlow")
 
     def onPreview(self) -> None:
-        count = self._parameterNode.previewCount
+        self._preview(self._run(), self._parameterNode.previewCount)
+
+    def _preview(self, run: Path, count: int) -> None:
         if count == 0:
             return
-        _, pairs = self.logic.load_synthetic(self.logic.synthetic_folder(self._run()), count)
-        slicer.util.setSliceViewerLayers(background=pairs[0].volume, fit=True)
-
-    def onApply(self) -> None:
-        p = self._parameterNode
-        if p.applyVolume is None or p.applySegmentation is None:
-            raise ValueError("Choose the volume to segment and the segmentation for the result.")
-        source = p.exportFolder if str(p.exportFolder) not in ("", ".") else self._run()
-        _, filled = self.logic.apply_segmenter(Path(source), p.applyVolume, p.applySegmentation)
-        self.ui.statusLabel.text = f"Segmenter filled {filled} voxels." if filled else "The segmenter found nothing."
-
-
-class AlignFlowSlicerTest(ScriptedLoadableModuleTest):
-    """Runs inside Slicer (Reload and Test, or ctest): scene → pair folder → scene, and the segmenter bridge."""
-
-    def setUp(self) -> None:
-        slicer.mrmlScene.Clear()
-
-    def runTest(self) -> None:
-        self.setUp()
-        if missing_requirements():
-            self.delayDisplay("AlignFlow dependencies are not installed; skipping the bridge test")
-            return
-        self.test_pairsRoundTrip()
-
-    def test_pairsRoundTrip(self) -> None:
-        import tempfile
-
-        import numpy as np
-        from AlignFlowLib import mrml
-
-        logic = AlignFlowSlicerLogic()
-        voxels = np.zeros((3, 32, 40), np.int16)
-        voxels[1, 8:20, 10:30] = 400
-        volume = mrml.volume_from_array(slicer.mrmlScene, voxels, "AlignFlowTest volume", rgb=False)
-        segmentation = mrml.segmentation_for(slicer.mrmlScene, volume, "AlignFlowTest segmentation")
-        mrml.write_mask_to_segment(segmentation, mrml.add_segment(segmentation, "lesion"), voxels > 0, volume)
-
-        with tempfile.TemporaryDirectory() as folder:
-            pairs = logic.export_source([volume], Path(folder) / "pairs")
-            _, loaded = mrml.load_pair_folder(slicer.mrmlScene, pairs)
-            self.assertEqual(len(loaded), 1)
-            self.assertTrue(np.array_equal(mrml.array_from_volume(loaded[0].volume), voxels))
-            self.assertTrue(np.array_equal(mrml.mask_array(slicer.mrmlScene, loaded[0].segmentation, volume),
-                                           voxels > 0))
-        self.delayDisplay("AlignFlow pair round trip passed")
+        _, pairs = self.logic.core.load_synthetic(self.logic.core.synthetic_folder(run), count)
+        if pairs:
+            slicer.util.setSliceViewerLayers(background=pairs[0].volume, fit=True)

@@ -16,6 +16,24 @@ if str(REPO) not in sys.path:
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+def _import_slicer_core_alone() -> None:
+    """slicer-core's `slicer` package imports every module of every folder named `slicer` on sys.path and copies
+    their names into itself; with Testing/ on sys.path, Testing/slicer's test helpers (the Slicer stand-in
+    included) would become `slicer.*` attributes and hide what the real package lacks. Import it once without."""
+    here = str(Path(__file__).resolve().parent)
+    saved = list(sys.path)
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(here)]
+    try:
+        import slicer  # noqa: F401
+    except ImportError:
+        pass  # no slicer-core: the Slicer tests skip
+    finally:
+        sys.path[:] = saved
+
+
+_import_slicer_core_alone()
+
+
 @pytest.fixture(scope="session")
 def phantom_paths(tmp_path_factory):
     from AlignFlowLib.data.phantoms import write_phantom_dataset

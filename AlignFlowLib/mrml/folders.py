@@ -7,10 +7,12 @@ spacing, origin and direction, so the library's readers see exactly what the sce
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -39,43 +41,73 @@ def safe_stem(name: str, taken: set[str]) -> str:
     return unique
 
 
+def replace_folder(folder: Path, write: Callable[[Path], None]) -> Path:
+    """Fill a fresh sibling folder with `write(new_folder)`, then swap it in for `folder` by renames, so the folder
+    holds exactly this export (files of cases no longer selected disappear) and a failed export leaves the previous
+    one untouched."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    fresh = folder.parent / f".{folder.name}.new-{os.getpid()}"
+    stale = folder.parent / f".{folder.name}.old-{os.getpid()}"
+    for leftover in (fresh, stale):
+        shutil.rmtree(leftover, ignore_errors=True)
+    try:
+        fresh.mkdir()
+        write(fresh)
+    except BaseException:
+        shutil.rmtree(fresh, ignore_errors=True)
+        raise
+    if folder.exists():
+        folder.rename(stale)
+    fresh.rename(folder)
+    shutil.rmtree(stale, ignore_errors=True)
+    return folder
+
+
 def export_pairs(scene, pairs: Sequence[tuple[object, object]], folder: Path,
-                 segment_ids: Sequence[str] | None = None) -> Path:
-    """Write (volume, segmentation) pairs as a pair folder (images/<name>.nrrd + masks/<name>.nrrd) the CLI reads.
-    The mask is the union of `segment_ids` (default: all
-    segments), resampled into the volume's voxel grid; binary, because the library trains one foreground label.
+                 segment_ids: Sequence[str] | None = None,
+                 per_pair_segment_ids: Sequence[Sequence[str] | None] | None = None) -> Path:
+    """Write (volume, segmentation) pairs as a pair folder (images/<name>.nrrd + masks/<name>.nrrd) the CLI reads,
+    replacing whatever the folder held. The mask is the union of the pair's `per_pair_segment_ids[i]` (or
+    `segment_ids` for every pair; default: all segments), resampled into the volume's voxel grid; binary, because the
+    library trains one foreground label.
 
     Raises:
         ValueError: no pairs, or a pair without a volume or segmentation.
     """
     if not pairs:
         raise ValueError("no (volume, segmentation) pairs selected")
-    folder = Path(folder)
-    taken: set[str] = set()
-    for volume, segmentation in pairs:
-        if volume is None or segmentation is None:
-            raise ValueError("each source pair needs a volume and a segmentation")
-        stem = safe_stem(volume.GetName(), taken)
-        write_volume(volume, folder / "images" / f"{stem}.nrrd")
-        mask = mask_from_segments(scene, segmentation, volume, list(segment_ids) if segment_ids else None)
-        labelmap = labelmap_from_mask(scene, mask, volume, f"__alignflow_{stem}_mask")
-        try:
-            write_volume(labelmap, folder / "masks" / f"{stem}.nrrd")
-        finally:
-            scene.RemoveNode(labelmap)
-    return folder
+    if any(volume is None or segmentation is None for volume, segmentation in pairs):
+        raise ValueError("each source pair needs a volume and a segmentation")
+
+    def write(target: Path) -> None:
+        taken: set[str] = set()
+        for index, (volume, segmentation) in enumerate(pairs):
+            stem = safe_stem(volume.GetName(), taken)
+            write_volume(volume, target / "images" / f"{stem}.nrrd")
+            ids = per_pair_segment_ids[index] if per_pair_segment_ids is not None else segment_ids
+            mask = mask_from_segments(scene, segmentation, volume, list(ids) if ids else None)
+            labelmap = labelmap_from_mask(scene, mask, volume, f"__alignflow_{stem}_mask")
+            try:
+                write_volume(labelmap, target / "masks" / f"{stem}.nrrd")
+            finally:
+                scene.RemoveNode(labelmap)
+
+    return replace_folder(folder, write)
 
 
 def export_references(scene, volumes: Sequence[object], folder: Path) -> Path:
-    """Write target reference volumes (images only, no masks needed) as `<folder>/<name>.nrrd`, geometry kept.
-    `scene` is unused today; it is taken for the bridge's uniform signature (and future on-scene resampling)."""
+    """Write target reference volumes (images only, no masks needed) as `<folder>/<name>.nrrd`, geometry kept,
+    replacing whatever the folder held. `scene` is taken for the bridge's uniform signature."""
     if not volumes:
         raise ValueError("no reference volumes selected")
-    folder = Path(folder)
-    taken: set[str] = set()
-    for volume in volumes:
-        write_volume(volume, folder / f"{safe_stem(volume.GetName(), taken)}.nrrd")
-    return folder
+
+    def write(target: Path) -> None:
+        taken: set[str] = set()
+        for volume in volumes:
+            write_volume(volume, target / f"{safe_stem(volume.GetName(), taken)}.nrrd")
+
+    return replace_folder(folder, write)
 
 
 def _natural_key(text: str) -> list:

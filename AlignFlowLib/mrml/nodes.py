@@ -127,6 +127,34 @@ def add_segment(segmentation, name: str) -> str:
     return segment_id or segmentation.GetSegmentation().AddEmptySegment("", name)
 
 
+# A lesion found by a segmenter: SNOMED CT "Morphologically altered structure" / "Mass", as Slicer's own terminology
+# (vtkSlicerTerminologyEntry's serialized form: context~category~type~type modifier~anatomic context~region~modifier).
+LESION_TERMINOLOGY = ("Segmentation category and type - 3D Slicer General Anatomy list~SCT^49755003^Morphologically "
+                      "Altered Structure~SCT^4147007^Mass~^^~Anatomic codes - DICOM master list~^^~^^")
+PREDICTION_COLOR = (0.95, 0.65, 0.1)
+
+
+def unique_segment_name(segmentation, name: str) -> str:
+    """`name`, or `name 2`, `name 3`, … — the first not used by a segment of `segmentation`."""
+    content = segmentation.GetSegmentation()
+    taken = {content.GetNthSegment(i).GetName() for i in range(content.GetNumberOfSegments())}
+    unique, index = name, 2
+    while unique in taken:
+        unique, index = f"{name} {index}", index + 1
+    return unique
+
+
+def add_new_segment(segmentation, name: str, color: tuple[float, float, float] = PREDICTION_COLOR,
+                    terminology: str = LESION_TERMINOLOGY) -> str:
+    """Always a new, empty segment (never an existing one reused), uniquely named, with colour and terminology, so
+    writing a result can never overwrite a user's segment; returns its id."""
+    ensure_segmentation_converters()
+    content = segmentation.GetSegmentation()
+    segment_id = content.AddEmptySegment("", unique_segment_name(segmentation, name), list(color))
+    content.GetSegment(segment_id).SetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), terminology)
+    return segment_id
+
+
 def segmentation_for(scene, reference, name: str):
     """A new segmentation node whose geometry follows `reference` (as the Segment Editor makes them)."""
     ensure_segmentation_converters()

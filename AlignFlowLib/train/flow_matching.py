@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional, Tuple
 
 import torch
 
@@ -23,7 +23,7 @@ from ..models.velocity import VelocityUNet, build_velocity_unet
 from ..version import __version__
 
 # (generator) -> (x1 data batch (B, C, H, W), condition mask (B, 1, H, W) or None), on the training device.
-BatchFn = Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor | None]]
+BatchFn = Callable[[torch.Generator], Tuple[torch.Tensor, Optional[torch.Tensor]]]  # evaluated at import: 3.9 syntax
 
 
 def flow_checkpoint(kind: str, model: torch.nn.Module, ema: torch.nn.Module, optimizer, step: int, config: Any,

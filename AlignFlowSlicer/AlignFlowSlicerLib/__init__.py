@@ -19,6 +19,6 @@ def ensure_library_on_path() -> None:
 
 ensure_library_on_path()
 
-from .logic import AlignFlowLogic, Requirement, missing_requirements  # noqa: E402
+from .logic import AlignFlowLogic, missing_requirements  # noqa: E402
 
-__all__ = ["AlignFlowLogic", "Requirement", "ensure_library_on_path", "missing_requirements"]
+__all__ = ["AlignFlowLogic", "ensure_library_on_path", "missing_requirements"]

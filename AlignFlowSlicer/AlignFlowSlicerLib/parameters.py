@@ -1,25 +1,29 @@
 """The module's typed parameter node: one field per setting, saved with the scene. Fields named in the .ui's
 `SlicerParameterName` properties are bound by `connectGui`; the two node lists are synced by the widget because no
-connector exists for checkable node combo boxes."""
+connector exists for checkable node combo boxes.
+
+Node fields name concrete classes: Slicer's node-combobox connector instantiates the annotated class to learn its
+name, and the abstract vtkMRMLVolumeNode cannot be instantiated. vtkMRMLScalarVolumeNode covers RGB images too
+(vtkMRMLVectorVolumeNode derives from it); the .ui hides its labelmap subclass."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
 
-from slicer import vtkMRMLSegmentationNode, vtkMRMLVolumeNode
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 
 
 @parameterNodeWrapper
 class AlignFlowSlicerParameterNode:
     # Source pairs: volumes from the scene (each with its segmentation) or a pair folder.
-    sourceVolumes: list[vtkMRMLVolumeNode]
+    sourceVolumes: list[vtkMRMLScalarVolumeNode]
     sourceFromFolder: bool = False
     sourceFolder: Path
     sourceSegmentName: str = ""               # only this segment as foreground; empty = all segments merged
     # Target references: 1–10 unlabelled volumes from the scene or a folder.
-    referenceVolumes: list[vtkMRMLVolumeNode]
+    referenceVolumes: list[vtkMRMLScalarVolumeNode]
     referencesFromFolder: bool = False
     referencesFolder: Path
     # Generator: a run folder, trained here or loaded.
@@ -43,7 +47,7 @@ class AlignFlowSlicerParameterNode:
     segmenterSteps: Annotated[int, WithinRange(0, 1000000)] = 0
     testFolder: Path
     exportFolder: Path
-    applyVolume: vtkMRMLVolumeNode
+    applyVolume: vtkMRMLScalarVolumeNode
     applySegmentation: vtkMRMLSegmentationNode
 
 

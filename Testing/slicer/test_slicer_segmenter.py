@@ -110,7 +110,9 @@ def test_real_exported_segmenter_from_a_model_folder(scene, tmp_path):
 
 @needs_export
 def test_logic_applies_a_run_folders_segmenter_to_an_rgb_image(scene, tmp_path):
-    """The module's Apply: a run folder resolves to RUN/segmenter/exported; a new segment is made and reported."""
+    """The module's Apply, end to end with the real CLI: a run folder resolves to RUN/segmenter/exported, the volume
+    is segmented in the job process (`segmenter predict`), and the result comes back as a new segment."""
+    from AlignFlowLib.runner import run_cli
     from AlignFlowSlicerLib.logic import AlignFlowLogic
 
     _write_threshold_export(tmp_path / "run" / "segmenter" / "exported", in_channels=3)
@@ -118,8 +120,14 @@ def test_logic_applies_a_run_folders_segmenter_to_an_rgb_image(scene, tmp_path):
     rgb[5:15, 8:30] = 230
     volume = mrml.volume_from_array(scene, rgb, "frame", rgb=True)
     segmentation = mrml.segmentation_for(scene, volume, "seg")
-    segment_id, filled = AlignFlowLogic(scene).apply_segmenter(tmp_path / "run", volume, segmentation)
-    assert segmentation.GetSegmentation().GetSegment(segment_id).GetName() == "lesion"
+    logic = AlignFlowLogic(scene, device="cpu")
+    args, work = logic.prepare_prediction(tmp_path / "run", volume)
+    events: list[dict] = []
+    assert run_cli(args, events.append, timeout_s=300) == 0, events[-1]
+    assert any(e["event"] == "progress" for e in events)
+    segment_id, filled = logic.import_prediction(work, volume, segmentation)
+    assert segmentation.GetSegmentation().GetSegment(segment_id).GetName() == "AlignFlow lesion"
     result, truth = mrml.mask_array(scene, segmentation, volume, [segment_id])[0], rgb[..., 0] > 128
     assert filled == int(result.sum())
     assert 2 * (result & truth).sum() / (result.sum() + truth.sum()) > 0.95  # 40x24 → 32x32 → back: edge pixels
+    assert not work.exists()

@@ -186,3 +186,106 @@ def test_module_folder_alone_finds_the_library(tmp_path):
     origin, torch_loaded = out.stdout.split()
     assert Path(origin) == REPO / "AlignFlowLib" / "__init__.py"
     assert torch_loaded == "False"
+
+
+# The Python each Slicer release ships: 5.6–5.8 are on 3.9, 5.10 moved to 3.12.
+SLICER_PYTHON = {"5.6": (3, 9), "5.7": (3, 9), "5.8": (3, 9), "5.9": (3, 12), "5.10": (3, 12)}
+SHIPPED_PY = sorted(p for folder in (REPO / "AlignFlowLib", MODULE_DIR) for p in folder.rglob("*.py")
+                    if "__pycache__" not in p.parts)
+
+
+def _declared_minimum() -> tuple[str, tuple[int, int]]:
+    logic = ast.parse((MODULE_DIR / "AlignFlowSlicerLib" / "logic.py").read_text())
+    values = {t.id: ast.literal_eval(n.value) for n in logic.body if isinstance(n, ast.Assign)
+              for t in n.targets if isinstance(t, ast.Name) and t.id in ("MINIMUM_SLICER_VERSION", "MINIMUM_PYTHON")}
+    cmake = re.search(r'set\(ALIGNFLOW_MINIMUM_SLICER_VERSION "([\d.]+)"\)', (REPO / "CMakeLists.txt").read_text())
+    assert cmake and cmake.group(1) == values["MINIMUM_SLICER_VERSION"], "CMakeLists.txt and logic.py disagree"
+    assert "VERSION_LESS ALIGNFLOW_MINIMUM_SLICER_VERSION" in (REPO / "CMakeLists.txt").read_text()
+    assert SLICER_PYTHON[values["MINIMUM_SLICER_VERSION"]] == tuple(values["MINIMUM_PYTHON"])
+    return values["MINIMUM_SLICER_VERSION"], tuple(values["MINIMUM_PYTHON"])
+
+
+def _vermin_violations(paths, target: tuple[int, int]) -> list[str]:
+    """Syntax and standard-library uses that need a newer Python than `target` (vermin)."""
+    import subprocess
+    import sys
+
+    vermin = Path(sys.executable).parent / "vermin"
+    out = subprocess.run([str(vermin), "--no-tips", "--violations", "--no-parse-comments", "--format", "parsable",
+                          f"--target={target[0]}.{target[1]}-", *map(str, paths)],
+                         capture_output=True, text=True, timeout=300)
+    lines = [line for line in out.stdout.splitlines() if re.search(r":\d+:", line)]
+    assert out.returncode in (0, 1) and (out.returncode == 0) == (not lines), out.stdout + out.stderr
+    return lines
+
+
+TYPE_NAMES = {"None", "int", "float", "str", "bool", "bytes", "list", "dict", "tuple", "set", "type", "object"}
+
+
+def _looks_like_type(node: ast.expr) -> bool:
+    if isinstance(node, ast.Constant):
+        return node.value is None
+    if isinstance(node, ast.Name):  # a class name, not a CONSTANT
+        return node.id in TYPE_NAMES or (node.id[:1].isupper() and not node.id.isupper())
+    if isinstance(node, ast.Attribute):
+        return node.attr[:1].isupper() and not node.attr.isupper()
+    if isinstance(node, ast.Subscript):
+        return _looks_like_type(node.value)
+    return isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr)
+
+
+def _runtime_union_types(path: Path) -> list[int]:
+    """Lines where `X | Y` of types is evaluated when the file runs (PEP 604 needs 3.10): in ordinary expressions,
+    and in annotations unless `from __future__ import annotations` keeps them strings and nothing evaluates them
+    (typing.get_type_hints, as config loading and Slicer's parameterNodeWrapper do)."""
+    text = path.read_text(encoding="utf-8")
+    tree = ast.parse(text)
+    future = any(isinstance(n, ast.ImportFrom) and n.module == "__future__" and any(a.name == "annotations"
+                 for a in n.names) for n in tree.body)
+    evaluated = "get_type_hints" in text or "@parameterNodeWrapper" in text
+    class_fields = {id(n) for c in ast.walk(tree) if isinstance(c, ast.ClassDef) for f in c.body
+                    if isinstance(f, ast.AnnAssign) for n in ast.walk(f.annotation)}
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        for ann in ([node.annotation] if isinstance(node, (ast.arg, ast.AnnAssign)) and node.annotation else []) + \
+                ([node.returns] if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.returns
+                 else []):
+            skip |= {id(n) for n in ast.walk(ann)} if future else set()
+    if evaluated:  # get_type_hints evaluates class fields' annotations, never functions'
+        skip -= class_fields
+    return sorted({n.lineno for n in ast.walk(tree) if isinstance(n, ast.BinOp) and isinstance(n.op, ast.BitOr)
+                   and id(n) not in skip and _looks_like_type(n.left) and _looks_like_type(n.right)})
+
+
+def test_module_and_library_parse_and_import_on_the_oldest_supported_slicer_python():
+    """Slicer 5.6–5.8 run Python 3.9: no newer grammar, standard-library API or evaluated `X | Y` type may reach
+    the module or the library it bundles. (No 3.9 interpreter exists on these machines, so this is static.)"""
+    version, python = _declared_minimum()
+    for path in SHIPPED_PY:  # the grammar of that Python (no match statements, no parenthesised with-items, ...)
+        ast.parse(path.read_text(encoding="utf-8"), filename=str(path), feature_version=python)
+    assert _vermin_violations(SHIPPED_PY, python) == [], f"does not run on Slicer {version}'s Python"
+    unions = {str(p.relative_to(REPO)): _runtime_union_types(p) for p in SHIPPED_PY}
+    assert {k: v for k, v in unions.items() if v} == {}, f"`X | Y` evaluated at run time on Slicer {version}"
+
+
+def test_python_version_checks_catch_what_breaks_on_3_9(tmp_path):
+    hinted = tmp_path / "parameters.py"
+    hinted.write_text("from __future__ import annotations\nimport typing\n\n"
+                      "class P:\n    volume: int | None = None\n\ntyping.get_type_hints(P)\n")
+    assert _runtime_union_types(hinted) == [5]
+    alias = tmp_path / "alias.py"
+    alias.write_text("from __future__ import annotations\nimport torch\nMaybe = torch.Tensor | None\n"
+                     "def f(x: torch.Tensor | None) -> int | None:\n    return 1 | 2\n")
+    assert _runtime_union_types(alias) == [3]
+    newer = tmp_path / "newer.py"
+    newer.write_text("def f(x):\n    return list(zip(x, x, strict=True))\n")
+    assert _vermin_violations([newer], (3, 9))
+
+
+def test_contributors_are_named_with_their_organisation():
+    text = (REPO / "CMakeLists.txt").read_text()
+    contributors = re.search(r'set\(EXTENSION_CONTRIBUTORS "([^"]+)"\)', text).group(1)
+    assert all(re.fullmatch(r"[^()]+ \([^()]+\)", c.strip()) for c in contributors.split(","))
+    module = MODULE_FILE.read_text()
+    assert re.search(r'contributors = \["[^"(]+ \([^)]+\)"', module)
+    assert "documentation</a>" in module
