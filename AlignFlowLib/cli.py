@@ -157,8 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     seg_eval.add_argument("--data", type=Path, required=True, help="labelled pair folder")
     seg_eval.add_argument("--out", type=Path, default=None, help="write the metrics JSON here")
     _common(seg_eval)
-    seg_export = seg_commands.add_parser("export", help="export a trained segmenter checkpoint (TorchScript + "
-                                         "model.json)", epilog=EXIT_CODES_HELP,
+    seg_export = seg_commands.add_parser("export", help="export a trained segmenter checkpoint (model.safetensors "
+                                         "+ model.json; also re-exports an old TorchScript export's training "
+                                         "folder)", epilog=EXIT_CODES_HELP,
                                          formatter_class=argparse.RawDescriptionHelpFormatter)
     seg_export.add_argument("--run", type=Path, required=True,
                             help="segmenter folder from `segmenter train`, or a run folder")

@@ -19,7 +19,7 @@ from .data.folders import PairSet, load_pairs, load_references, write_pairs
 from .errors import RunFolderError
 from .events import EventCallback, StageProgress, ignore_events
 from .run_folder import RunFolder
-from .segmenter.export import ExportedSegmenter, export_segmenter
+from .segmenter.export import ExportedSegmenter, export_segmenter, is_current_export
 from .segmenter.train import train_segmenter
 from .synthesis import generate_images, generate_masks
 from .train.align import align_generator
@@ -78,10 +78,11 @@ def ensure_source_segmenter(run: RunFolder, pairs: PairSet, config: RunConfig, d
     *there*, not whether the image still *looks like the source* — otherwise the judge fights the reward.
     """
     exported = run.source_segmenter / "exported"
-    if not (exported / "model.json").is_file():
+    if not is_current_export(exported):  # none yet, or an old TorchScript one: (re)made from its checkpoint
         judge_config = replace(config.segmenter, strong_augment=True)
         model = train_segmenter(pairs.images, pairs.masks, judge_config, device, on_event,
-                                checkpoint_path=run.checkpoint("source_segmenter_last"), resume=resume,
+                                checkpoint_path=run.checkpoint("source_segmenter_last"),
+                                resume=resume or run.checkpoint("source_segmenter_last").is_file(),
                                 stage="source_segmenter")
         export_segmenter(model, exported, architecture=config.segmenter.architecture,
                          in_channels=pairs.images.shape[1], image_size_px=config.data.image_size_px,

@@ -5,7 +5,7 @@
     RUN/checkpoints/*.pt              atomic checkpoints (`*_last.pt` are the resume points)
     RUN/source_segmenter/exported/    frozen source-only segmenter (mask-consistency term, baseline)
     RUN/synthetic/                    generated pairs (images/, masks/, manifest.json)
-    RUN/segmenter/exported/           the final segmenter (TorchScript + model.json)
+    RUN/segmenter/exported/           the final segmenter (model.safetensors + model.json)
     RUN/metrics.json, RUN/report.html
 """
 

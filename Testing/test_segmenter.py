@@ -195,7 +195,9 @@ def test_export_round_trip(exported):
     model, folder = exported
     assert model.training, "export must not switch the caller's model to eval mode"
     meta = json.loads((folder / "model.json").read_text())
-    assert meta["format"] == "alignflow-segmenter" and meta["format_version"] == 1
+    assert meta["format"] == "alignflow-segmenter" and meta["format_version"] == 2
+    assert meta["network"]["class"] == "monai.networks.nets.UNet" and meta["network"]["args"]["in_channels"] == 1
+    assert sorted(p.name for p in folder.iterdir()) == ["model.json", "model.safetensors"]
     assert meta["in_channels"] == 1 and meta["image_size_px"] == SIZE and meta["labels"] == ["lesion"]
     assert meta["metrics"] == {"mdice": 0.5} and meta["output"] == "logits" and meta["threshold"] == 0.5
     loaded = ExportedSegmenter.load(folder)
@@ -227,20 +229,50 @@ def test_bad_export_folders_name_the_file(tmp_path, exported):
     (wrong / "model.json").write_text("[1, 2")
     with pytest.raises(InputDataError, match="model.json"):
         ExportedSegmenter.load(wrong)
-    (wrong / "model.json").write_text(json.dumps({"format": "alignflow-segmenter", "format_version": 1}))
-    with pytest.raises(InputDataError, match=r"model\.json.*lacks in_channels, image_size_px"):
+    (wrong / "model.json").write_text(json.dumps({"format": "alignflow-segmenter", "format_version": 2}))
+    with pytest.raises(InputDataError, match=r"model\.json.*lacks in_channels, image_size_px, network"):
         ExportedSegmenter.load(wrong)
     (wrong / "model.json").write_text(json.dumps({"format": "alignflow-segmenter", "format_version": 9}))
     with pytest.raises(InputDataError, match=r"model\.json.*version 9"):
         ExportedSegmenter.load(wrong)
     broken = tmp_path / "broken"
     broken.mkdir()
-    (broken / "model.json").write_text((exported[1] / "model.json").read_text())
-    with pytest.raises(InputDataError, match="model.pt"):
-        ExportedSegmenter.load(broken)                      # model.pt missing
-    (broken / "model.pt").write_bytes(b"not a torchscript archive")
-    with pytest.raises(InputDataError, match="model.pt"):
+    meta = json.loads((exported[1] / "model.json").read_text())
+    (broken / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(InputDataError, match="model.safetensors"):
+        ExportedSegmenter.load(broken)                      # weights missing
+    (broken / "model.safetensors").write_bytes((exported[1] / "model.safetensors").read_bytes()[:200])
+    with pytest.raises(InputDataError, match="model.safetensors.*do not load"):
+        ExportedSegmenter.load(broken)                      # truncated
+    (broken / "model.safetensors").write_bytes((exported[1] / "model.safetensors").read_bytes())
+    for key, value, message in (("class", "builtins.eval", "does not match"),
+                                ("architecture", "os.system", "unknown segmenter architecture"),
+                                ("args", {"channels": {"__class__": "x"}}, "not plain data")):
+        (broken / "model.json").write_text(json.dumps({**meta, "network": {**meta["network"], key: value}}))
+        with pytest.raises(InputDataError, match=f"model.json.*{message}"):
+            ExportedSegmenter.load(broken)                  # only listed MONAI classes with plain arguments
+    (broken / "model.json").write_text(json.dumps({**meta, "network": {**meta["network"], "args": {
+        **meta["network"]["args"], "channels": [8, 16, 32, 64]}}}))
+    with pytest.raises(InputDataError, match="model.safetensors.*do not fit"):
         ExportedSegmenter.load(broken)
+
+
+def test_old_torchscript_export_is_refused_with_the_re_export_command(tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "model.pt").write_bytes(b"PK\x03\x04 a TorchScript archive")
+    (old / "model.json").write_text(json.dumps({"format": "alignflow-segmenter", "format_version": 1,
+                                                "in_channels": 1, "image_size_px": 32}))
+    with pytest.raises(InputDataError, match=r"TorchScript export .* alignflow segmenter export --run") as caught:
+        ExportedSegmenter.load(old)
+    assert "\n" not in str(caught.value)
+
+
+def test_export_refuses_a_model_its_description_cannot_rebuild(tmp_path):
+    with pytest.raises(ValueError, match="not a 'unet' network with 3 input channels"):
+        export_segmenter(build_segmenter("unet", 1), tmp_path / "x", architecture="unet", in_channels=3,
+                         image_size_px=SIZE)
+    assert not (tmp_path / "x").exists()
 
 
 def test_segment_array_returns_mask_at_original_size(exported):
@@ -254,18 +286,13 @@ def test_segment_array_returns_mask_at_original_size(exported):
         assert mask.dtype == bool and mask.shape == array.shape[:2]
 
 
-class _Bright(torch.nn.Module):
-    """A known-answer 'segmenter': foreground where the first channel is above 0."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, S, S) in [-1, 1] → (N, 1, S, S) logits
-        return 20.0 * x[:, :1]
-
-
 def test_segment_array_finds_a_bright_rectangle_at_its_own_size(tmp_path):
     io = pytest.importorskip("AlignFlowLib.data.io")
     if not (hasattr(io, "prepare_image") and hasattr(io, "undo_letterbox")):
         pytest.skip("AlignFlowLib.data.io has no prepare_image/undo_letterbox yet")
-    folder = export_segmenter(_Bright(), tmp_path / "bright", architecture="bright", in_channels=3, image_size_px=SIZE)
+    from known_answer import export_threshold_segmenter  # a real SegResNet whose weights threshold channel 0
+
+    folder = export_threshold_segmenter(tmp_path / "bright", in_channels=3, image_size_px=SIZE)
     loaded = ExportedSegmenter.load(folder)
     array = np.zeros((48, 80), np.uint8)                 # wide, so letterboxed with padding above and below
     array[10:30, 40:70] = 255

