@@ -172,3 +172,44 @@ def test_second_cli_job_on_a_locked_run_folder_exits_4(tmp_path, phantom_paths):
     assert not (run / "checkpoints").exists() and not (run / "config.json").exists()
     assert set(before) <= {p.name for p in run.iterdir()}
     assert json.loads((run / "events.jsonl").read_text().splitlines()[-1])["exit_code"] == 4
+
+
+@posix_only
+def test_cancelled_training_behind_a_launcher_stops_within_seconds_and_resumes(tmp_path, phantom_paths):
+    """The Slicer path for real: the runner starts `alignflow train` through a launcher script (as PythonSlicer
+    is), Cancel stops it cleanly (exit 130 forwarded, checkpoint intact), and --resume finishes the run."""
+    from AlignFlowLib.checkpoint import load_checkpoint
+    from AlignFlowLib.config import to_dict
+    from conftest import tiny_config
+
+    launcher = tmp_path / "PythonSlicer"
+    launcher.write_text(f'#!/bin/sh\n"{sys.executable}" "$@"\nexit $?\n')
+    launcher.chmod(0o755)
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({"config": to_dict(tiny_config(image_steps=80, mask_steps=10,
+                                                                checkpoint_every=10))}))
+    run = tmp_path / "run"
+    args = ["train", "--source", str(phantom_paths.source), "--out", str(run), "--config", str(config),
+            "--device", "cpu"]
+    runner = ProcessRunner(args, python=str(launcher)).start()
+    checkpoint = run / "checkpoints" / "image_generator_last.pt"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not runner.finished:
+        runner.poll()
+        if checkpoint.is_file() and load_checkpoint(checkpoint)["step"] >= 20:
+            break
+        time.sleep(0.1)
+    assert not runner.finished, "training ended before it could be cancelled; make it longer"
+    started = time.monotonic()
+    runner.cancel(grace_s=30.0)
+    final = runner.wait(timeout_s=60)
+    assert final["exit_code"] == 130 and runner.returncode == 130, final
+    assert time.monotonic() - started < 15
+    stopped_at = load_checkpoint(checkpoint)["step"]
+    assert 20 <= stopped_at < 80 and not list((run / "checkpoints").glob("*.tmp"))
+    assert "cancel requested" in (run / "events.jsonl").read_text().splitlines()[-1]
+
+    events: list[dict] = []
+    assert run_cli(args + ["--resume"], events.append, timeout_s=300) == 0, events[-1]
+    assert any(str(e.get("message", "")).startswith(f"resumed from step {stopped_at}") for e in events)
+    assert load_checkpoint(checkpoint)["step"] == 80
