@@ -26,11 +26,16 @@ LOCK_NAME = ".alignflow.lock"
 POLL_S = 0.25
 
 
+def on_windows() -> bool:
+    """One place that asks, so the Windows paths can be driven by tests on other systems."""
+    return os.name == "nt"
+
+
 def pid_alive(pid: int) -> bool:
     """Whether process `pid` still exists (POSIX: signal 0; Windows: an open handle that has not been signalled)."""
     if pid <= 0:
         return False
-    if os.name == "nt":
+    if on_windows():
         import ctypes
 
         synchronize, wait_timeout = 0x00100000, 0x00000102
@@ -136,7 +141,7 @@ class RunFolderLock:
 
 
 def _lock(handle: IO[str]) -> None:
-    if os.name == "nt":
+    if on_windows():
         import msvcrt
 
         handle.seek(0)
@@ -148,7 +153,7 @@ def _lock(handle: IO[str]) -> None:
 
 
 def _unlock(handle: IO[str]) -> None:
-    if os.name == "nt":
+    if on_windows():
         import msvcrt
 
         handle.seek(0)
@@ -159,4 +164,4 @@ def _unlock(handle: IO[str]) -> None:
         fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-__all__ = ["CANCEL_FILE_ENV", "PARENT_PID_ENV", "RunFolderLock", "StopWatcher", "pid_alive"]
+__all__ = ["CANCEL_FILE_ENV", "PARENT_PID_ENV", "RunFolderLock", "StopWatcher", "on_windows", "pid_alive"]

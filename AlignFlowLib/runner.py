@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import IO, Any, Callable, Sequence
 
+from . import job_control
 from .job_control import CANCEL_FILE_ENV, PARENT_PID_ENV
 
 Event = dict[str, Any]
@@ -132,7 +133,7 @@ class ProcessRunner:
         child_env[CANCEL_FILE_ENV] = str(self.cancel_file)
         child_env[PARENT_PID_ENV] = str(os.getpid())
         options: dict[str, Any] = {}
-        if os.name == "nt":
+        if job_control.on_windows():
             options["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | getattr(subprocess, "CREATE_NO_WINDOW", 0)
         else:
             options["start_new_session"] = True
@@ -271,7 +272,7 @@ class ProcessRunner:
 
 def _signal_tree(process: subprocess.Popen, force: bool) -> None:
     """Signal the child's whole process group (POSIX) or tree (Windows, taskkill /T)."""
-    if os.name == "nt":
+    if job_control.on_windows():
         command = ["taskkill", "/PID", str(process.pid), "/T"] + (["/F"] if force else [])
         subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
         return
@@ -283,7 +284,7 @@ def _signal_tree(process: subprocess.Popen, force: bool) -> None:
 
 def _group_alive(process: subprocess.Popen) -> bool:
     """Whether any process of the child's group is left (POSIX); on Windows only the leader is known."""
-    if os.name == "nt":
+    if job_control.on_windows():
         return process.poll() is None
     try:
         os.killpg(process.pid, 0)

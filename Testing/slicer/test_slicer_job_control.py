@@ -213,3 +213,64 @@ def test_cancelled_training_behind_a_launcher_stops_within_seconds_and_resumes(t
     assert run_cli(args + ["--resume"], events.append, timeout_s=300) == 0, events[-1]
     assert any(str(e.get("message", "")).startswith(f"resumed from step {stopped_at}") for e in events)
     assert load_checkpoint(checkpoint)["step"] == 80
+
+
+# Windows and macOS: macOS takes the POSIX paths tested above for real; the Windows paths are driven here with
+# recording stand-ins for the Win32 calls they make (no Windows machine is available to CI).
+
+def test_windows_tree_kill_uses_taskkill_on_the_whole_tree(monkeypatch):
+    from AlignFlowLib import runner as runner_module
+
+    from AlignFlowLib import job_control
+
+    calls = []
+    monkeypatch.setattr(job_control, "on_windows", lambda: True)
+    monkeypatch.setattr(runner_module.subprocess, "run", lambda command, **kwargs: calls.append(command))
+    process = type("P", (), {"pid": 4242, "poll": lambda self: None})()
+    runner_module._signal_tree(process, force=False)
+    runner_module._signal_tree(process, force=True)
+    assert calls == [["taskkill", "/PID", "4242", "/T"], ["taskkill", "/PID", "4242", "/T", "/F"]]
+    assert runner_module._group_alive(process)  # on Windows only the leader is known
+
+
+def test_windows_parent_check_and_run_folder_lock(monkeypatch, tmp_path):
+    import ctypes
+    import types
+
+    from AlignFlowLib import job_control
+
+    class Kernel32:
+        alive = {100}
+
+        def OpenProcess(self, access, inherit, pid):
+            assert access == 0x00100000  # SYNCHRONIZE: enough to wait on, nothing more
+            return pid if pid in (100, 200) else 0
+
+        def WaitForSingleObject(self, handle, timeout_ms):
+            return 0x102 if handle in self.alive else 0  # WAIT_TIMEOUT while running
+
+        def CloseHandle(self, handle):
+            return 1
+
+    monkeypatch.setattr(job_control, "on_windows", lambda: True)
+    monkeypatch.setattr(ctypes, "windll", types.SimpleNamespace(kernel32=Kernel32()), raising=False)
+    assert job_control.pid_alive(100) and not job_control.pid_alive(200) and not job_control.pid_alive(300)
+
+    held: dict[int, bool] = {}
+
+    def locking(fd, mode, size):
+        if mode == msvcrt.LK_NBLCK:
+            if held.get(size):
+                raise OSError("locked")
+            held[size] = True
+        elif mode == msvcrt.LK_UNLCK:
+            held[size] = False
+
+    msvcrt = types.SimpleNamespace(LK_NBLCK=2, LK_UNLCK=0)
+    msvcrt.locking = locking
+    monkeypatch.setitem(sys.modules, "msvcrt", msvcrt)
+    first = job_control.RunFolderLock(tmp_path).acquire()
+    with pytest.raises(RunFolderError, match="in use"):
+        job_control.RunFolderLock(tmp_path).acquire()
+    first.release()
+    job_control.RunFolderLock(tmp_path).acquire().release()
