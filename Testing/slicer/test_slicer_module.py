@@ -147,6 +147,15 @@ def test_closing_the_scene_while_a_job_runs_is_harmless(slicer_app, tmp_path):
     assert not slicer_app.recorder.errors and widget.ui.statusLabel.text == "Done."
 
 
+def _choose_for_apply(widget, tmp_path: Path, volume, segmentation) -> None:
+    """The Segmenter panel's choices: a model folder (the fake job never reads it), the volume, the segmentation."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.json").write_text("{}")
+    p = widget._parameterNode
+    p.exportFolder, p.applyVolume, p.applySegmentation = model, volume, segmentation
+
+
 def _threshold_prediction(args: list[str]) -> None:
     """What `alignflow segmenter predict` does, for a test: a 0/1 label volume on the input's grid."""
     import SimpleITK as sitk
@@ -170,11 +179,7 @@ def test_apply_runs_as_a_job_into_a_new_segment_with_undo(slicer_app, tmp_path):
     mine[0, 0:2, 0:2] = True
     user_segment = mrml.add_segment(segmentation, "AlignFlow lesion")  # same name as the result: must survive
     mrml.write_mask_to_segment(segmentation, user_segment, mine, volume)
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "model.json").write_text("{}")
-    p = widget._parameterNode
-    p.exportFolder, p.applyVolume, p.applySegmentation = model, volume, segmentation
+    _choose_for_apply(widget, tmp_path, volume, segmentation)
 
     widget.ui.applyButton.click()
     assert jobs[0].args[:2] == ["segmenter", "predict"] and widget.ui.applyButton.text == "Cancel"
@@ -205,11 +210,7 @@ def test_cancelled_apply_leaves_the_segmentation_and_no_files(slicer_app, tmp_pa
     scene = slicer_app.scene
     volume = mrml.volume_from_array(scene, np.zeros((1, 8, 8), np.int16), "CT", rgb=False)
     segmentation = mrml.segmentation_for(scene, volume, "seg")
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "model.json").write_text("{}")
-    p = widget._parameterNode
-    p.exportFolder, p.applyVolume, p.applySegmentation = model, volume, segmentation
+    _choose_for_apply(widget, tmp_path, volume, segmentation)
     widget.ui.applyButton.click()
     work = Path(jobs[0].args[jobs[0].args.index("--out") + 1]).parent
     widget.ui.applyButton.click()  # the button is Cancel now
@@ -234,11 +235,7 @@ def test_apply_places_the_segment_through_the_volumes_transform(slicer_app, tmp_
     matrix.SetElement(0, 3, 5.0)  # 5 voxels (spacing 1) along R
     shift.SetMatrixTransformToParent(matrix)
     volume.SetAndObserveTransformNodeID(shift.GetID())  # the segmentation stays untransformed
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "model.json").write_text("{}")
-    p = widget._parameterNode
-    p.exportFolder, p.applyVolume, p.applySegmentation = model, volume, segmentation
+    _choose_for_apply(widget, tmp_path, volume, segmentation)
     widget.ui.applyButton.click()
     jobs[0].finish()
     slicer_app.run_timer_until_idle()
