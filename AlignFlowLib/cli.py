@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import traceback
@@ -200,29 +201,59 @@ def resolve_config(args: argparse.Namespace):
                 merged[section] = values
         config = from_dict(RunConfig, merged)
     data = config.data
-    if getattr(args, "image_size", None):
+    given = lambda name: getattr(args, name, None) is not None  # noqa: E731  (0 and negatives are checked, not ignored)
+    if given("image_size"):
         data = replace(data, image_size_px=args.image_size)
-    if getattr(args, "channels", None):
+    if given("channels"):
         data = replace(data, channels=args.channels)
-    if getattr(args, "slice_axis", None) is not None:
+    if given("slice_axis"):
         data = replace(data, slice_axis=args.slice_axis)
     changes: dict[str, Any] = {"data": data}
-    if getattr(args, "steps", None):
+    if given("steps"):
         changes["image_generator"] = replace(config.image_generator, num_steps=args.steps)
-    if getattr(args, "mask_steps", None):
+    if given("mask_steps"):
         changes["mask_generator"] = replace(config.mask_generator, num_steps=args.mask_steps)
-    if getattr(args, "align_steps", None):
+    if given("align_steps"):
         changes["align"] = replace(config.align, num_steps=args.align_steps)
-    if getattr(args, "segmenter_steps", None):
+    if given("segmenter_steps"):
         changes["segmenter"] = replace(config.segmenter, num_steps=args.segmenter_steps)
-    if getattr(args, "num", None):
+    if given("num"):
         changes["synthesis"] = replace(config.synthesis, num_pairs=args.num)
     config = replace(config, **changes)
-    if getattr(args, "seed", None) is not None:  # shift every stage's seed, keeping the stages' streams distinct
+    if given("seed"):  # shift every stage's seed, keeping the stages' streams distinct
         config = replace(config, **{name: replace(getattr(config, name), seed=getattr(config, name).seed + args.seed)
                                     for name in ("image_generator", "mask_generator", "align", "synthesis",
                                                  "segmenter")})
+    validate_options(config, args)
     return config
+
+
+# The config field each command-line option sets, so a bad value is reported under the name the user typed.
+OPTION_FIELDS = {
+    "image_size": "data.image_size_px", "channels": "data.channels", "slice_axis": "data.slice_axis",
+    "steps": "image_generator.num_steps", "mask_steps": "mask_generator.num_steps",
+    "align_steps": "align.num_steps", "segmenter_steps": "segmenter.num_steps", "num": "synthesis.num_pairs",
+    "seed": "seed", "adapter": "align.adapter", "sampler": "synthesis.sampler.method",
+    "sampler_steps": "synthesis.sampler.num_steps", "guidance": "synthesis.sampler.guidance_scale",
+    "mask_source": "synthesis.mask_source", "arch": "segmenter.architecture", "ratio": "segmenter.synthetic_ratio",
+}
+
+
+def validate_options(config, args: argparse.Namespace, fields: dict[str, str] | None = None) -> None:
+    """`config.validate`, naming the command-line option behind a bad field (exit 2, one line). `fields` changes
+    what an option sets for one command (e.g. `segmenter train --steps`)."""
+    from .config import validate
+
+    try:
+        validate(config)
+    except UsageError as error:
+        message = str(error)
+        field = message.split(" = ")[0]
+        for option, path in {**OPTION_FIELDS, **(fields or {})}.items():
+            value = getattr(args, option, None)
+            if value is not None and (field == path or (path == "seed" and field.endswith(".seed"))):
+                raise UsageError(f"--{option.replace('_', '-')} {value}: {message}") from None
+        raise
 
 
 def _command(args: argparse.Namespace, on_event) -> dict[str, Any]:
@@ -265,12 +296,13 @@ def _command(args: argparse.Namespace, on_event) -> dict[str, Any]:
     if args.command == "align":
         run = RunFolder(args.run)
         config, inputs = run.load_config()
-        if args.align_steps or args.adapter:
+        if args.align_steps is not None or args.adapter:
             align_config = config.align
-            if args.align_steps:
+            if args.align_steps is not None:
                 align_config = replace(align_config, num_steps=args.align_steps)
             if args.adapter:
                 align_config = replace(align_config, adapter=args.adapter)
+            validate_options(replace(config, align=align_config), args)
             run.save_config(replace(config, align=align_config), inputs)
         run.update_inputs(references=str(args.references))
         summary = pipeline.align(run, args.references, device, args.resume, on_event)
@@ -283,17 +315,18 @@ def _command(args: argparse.Namespace, on_event) -> dict[str, Any]:
         sampler = synthesis.sampler
         if args.sampler:
             sampler = replace(sampler, method=args.sampler)
-        if args.sampler_steps:
+        if args.sampler_steps is not None:
             sampler = replace(sampler, num_steps=args.sampler_steps)
         if args.guidance is not None:
             sampler = replace(sampler, guidance_scale=args.guidance)
         synthesis = replace(synthesis, sampler=sampler)
-        if args.num:
+        if args.num is not None:
             synthesis = replace(synthesis, num_pairs=args.num)
         if args.mask_source:
             synthesis = replace(synthesis, mask_source=args.mask_source)
         if args.seed is not None:
             synthesis = replace(synthesis, seed=args.seed)
+        validate_options(replace(config, synthesis=synthesis), args)
         out = pipeline.synthesize(run, device, synthesis, args.out, args.generator, on_event)
         return {"pairs": str(out)}
 
@@ -335,6 +368,78 @@ def _install_signal_handlers() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def _options_error(args: argparse.Namespace) -> AlignFlowError | None:
+    """Check the options that build a configuration before anything touches the disk."""
+    try:
+        if args.command in ("train", "run") and not getattr(args, "resume", False):
+            resolve_config(args)
+        elif args.command == "segmenter" and args.segmenter_command == "train":
+            from .config import replace
+
+            config = resolve_config(argparse.Namespace(**{**vars(args), "steps": None}))
+            segmenter = config.segmenter
+            if args.arch:
+                segmenter = replace(segmenter, architecture=args.arch)
+            if args.steps is not None:
+                segmenter = replace(segmenter, num_steps=args.steps)
+            if args.ratio is not None:
+                segmenter = replace(segmenter, synthetic_ratio=args.ratio)
+            validate_options(replace(config, segmenter=segmenter), args, SEGMENTER_OPTION_FIELDS)
+        _check_output(args)
+    except AlignFlowError as error:
+        return error
+    return None
+
+
+SEGMENTER_OPTION_FIELDS = {"steps": "segmenter.num_steps"}
+INPUT_OPTIONS = ("source", "references", "test", "synthetic", "data", "pool", "model", "volume")
+# What a folder's config.json says about the command that made it: a run (train/run/demo/bench's run) or a
+# `segmenter train` folder.
+FOLDER_KIND = {"train": "run", "run": "run", "demo": None, "bench": None, "segmenter train": "segmenter"}
+
+
+def _folder_kind(folder: Path) -> str | None:
+    try:
+        stored = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(stored, dict) and "config" in stored and "inputs" in stored:
+        return "run"
+    if isinstance(stored, dict) and "segmenter" in stored and "source" in stored:
+        return "segmenter"
+    return None
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    """Where this command writes: not a plain file, writable, outside every input folder, and not another
+    command's folder. Raises UsageError (exit 2) naming the option."""
+    out = getattr(args, "out", None)
+    if out is None:
+        return
+    command = args.command + (f" {args.segmenter_command}" if args.command == "segmenter" else "")
+    writes_file = command in ("segmenter evaluate", "segmenter predict")
+    out = Path(out)
+    if out.exists() and not writes_file and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is a file; choose a folder")
+    if writes_file and out.is_dir():
+        raise UsageError(f"--out {out}: is a folder; name the file to write")
+    existing = next((p for p in [out, *out.absolute().parents] if p.exists()), None)
+    if existing is not None and not os.access(existing if existing.is_dir() else existing.parent, os.W_OK):
+        raise UsageError(f"--out {out}: {existing} is not writable")
+    resolved = out.resolve()
+    for option in INPUT_OPTIONS:
+        value = getattr(args, option, None)
+        if isinstance(value, Path) and value.exists():
+            source = value.resolve()
+            if resolved == source or source in resolved.parents:
+                raise UsageError(f"--out {out}: is inside the --{option} folder {value}; write outside the inputs")
+    expected = FOLDER_KIND.get(command)
+    found = _folder_kind(out) if out.is_dir() else None
+    if found is not None and expected is not None and found != expected:
+        made_by = "`alignflow train`/`run`" if found == "run" else "`alignflow segmenter train`"
+        raise UsageError(f"--out {out}: is a folder made by {made_by}; choose another folder")
+
+
 def _locked_folder(args: argparse.Namespace, run_root: Path | None) -> Path | None:
     """The folder this command writes, locked for its duration (one writer per run folder). Commands that need an
     existing run folder lock it only when it exists, so a typo'd path is reported by the command, not created."""
@@ -356,9 +461,19 @@ def main(argv: list[str] | None = None) -> int:
     run_root = getattr(args, "out", None) if args.command in ("train", "run") else getattr(args, "run", None)
     if args.command == "demo":
         run_root = Path(args.out) / "run"
+    early = _options_error(args)
+    if early is not None:  # a bad option value: one line, exit 2, and no run folder is created or touched
+        sinks[0]({"event": "error", "message": str(early), "exit_code": early.exit_code})
+        return early.exit_code
     log_writer = None
-    if run_root is not None and args.command != "segmenter":
-        log_writer = JsonlWriter(Path(run_root) / "events.jsonl")
+    needs_existing = args.command in ("align", "synthesize")  # a mistyped --run must not be created
+    if run_root is not None and args.command != "segmenter" and not (needs_existing and not Path(run_root).is_dir()):
+        try:
+            log_writer = JsonlWriter(Path(run_root) / "events.jsonl")
+        except OSError as error:  # e.g. a parent that cannot hold folders
+            message = f"{run_root}: cannot be created or written ({error.strerror or error})"
+            sinks[0]({"event": "error", "message": message, "exit_code": UsageError.exit_code})
+            return UsageError.exit_code
         sinks.append(log_writer)
     on_event = EventFanout(*sinks)
     _install_signal_handlers()

@@ -7,126 +7,194 @@ and checkpoints as plain dicts, from which `from_dict` rebuilds them.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Annotated, Any, Optional, Tuple, TypeVar
 
 from .errors import AlignFlowError, UsageError
 
 T = TypeVar("T")
 
 
+# What a field allows, declared beside it (one source of truth): `validate` reads these from the annotations.
+
+@dataclass(frozen=True)
+class Range:
+    """low ≤ value ≤ high (either end optional); `open_low` makes the lower bound strict."""
+
+    low: Optional[float] = None
+    high: Optional[float] = None
+    open_low: bool = False
+
+    def problem(self, value: Any) -> Optional[str]:
+        if self.low is not None and (value <= self.low if self.open_low else value < self.low):
+            return f"{'>' if self.open_low else '≥'} {self.low:g}"
+        if self.high is not None and value > self.high:
+            return f"≤ {self.high:g}"
+        return None
+
+    def describe(self) -> str:
+        low = "" if self.low is None else f"{'>' if self.open_low else '≥'} {self.low:g}"
+        high = "" if self.high is None else f"≤ {self.high:g}"
+        return " and ".join(part for part in (low, high) if part)
+
+
+@dataclass(frozen=True)
+class OneOf:
+    choices: Tuple[Any, ...]
+
+    def problem(self, value: Any) -> Optional[str]:
+        return None if value in self.choices else self.describe()
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(str(c) for c in self.choices)
+
+
+@dataclass(frozen=True)
+class MultipleOf:
+    step: int
+
+    def problem(self, value: Any) -> Optional[str]:
+        return None if value % self.step == 0 else self.describe()
+
+    def describe(self) -> str:
+        return f"a multiple of {self.step}"
+
+
+STEPS = Range(1, 10_000_000)
+SEED = Range(0, 2**32 - 1)
+POSITIVE = Range(0, None, open_low=True)
+NON_NEGATIVE = Range(0)
+FRACTION = Range(0, 1)
+
+
 @dataclass(frozen=True)
 class DataConfig:
-    image_size_px: int = 64           # working resolution (square); images are letterboxed to it
-    channels: int = 3                 # 3 = RGB, 1 = grey; inputs are converted to this
-    resize_mode: str = "letterbox"    # letterbox (pad, keep aspect) | stretch | crop (centre crop, keep aspect)
-    slice_axis: int = 2               # for 3-D volumes: image axis (0=x, 1=y, 2=z, SimpleITK order) to slice along
+    # working resolution (square); images are letterboxed to it
+    image_size_px: Annotated[int, Range(16, 4096), MultipleOf(16)] = 64
+    channels: Annotated[int, OneOf((1, 3))] = 3  # 3 = RGB, 1 = grey; inputs are converted to this
+    # letterbox (pad, keep aspect) | stretch | crop (centre crop, keep aspect)
+    resize_mode: Annotated[str, OneOf(("letterbox", "stretch", "crop"))] = "letterbox"
+    # for 3-D volumes: image axis (0=x, 1=y, 2=z, SimpleITK order) to slice along
+    slice_axis: Annotated[int, OneOf((0, 1, 2))] = 2
     keep_empty_slices: bool = False   # keep volume slices whose mask is empty when loading training pairs
 
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    method: str = "euler"             # euler | heun
-    num_steps: int = 20               # integration steps from noise (t=0) to data (t=1)
-    guidance_scale: float = 1.0       # classifier-free guidance on the mask; 1 = plain conditional
+    method: Annotated[str, OneOf(("euler", "heun"))] = "euler"
+    num_steps: Annotated[int, Range(1, 10_000)] = 20  # integration steps from noise (t=0) to data (t=1)
+    guidance_scale: Annotated[float, Range(0, 100)] = 1.0  # classifier-free guidance on the mask; 1 = plain conditional
 
 
 @dataclass(frozen=True)
 class ImageGeneratorConfig:
-    channels: tuple[int, ...] = (32, 64, 64)            # UNet widths per level
+    channels: Annotated[Tuple[int, ...], Range(1, 4096)] = (32, 64, 64)  # UNet widths per level
     attention_levels: tuple[bool, ...] = (False, False, True)
-    num_res_blocks: int = 1           # residual blocks per level
-    num_head_channels: int = 32       # attention head width
-    norm_num_groups: int = 16
-    mask_dropout: float = 0.1         # probability of dropping the mask (for classifier-free guidance)
-    num_steps: int = 2000             # optimiser steps
-    batch_size: int = 16
-    learning_rate: float = 2e-4
-    weight_decay: float = 0.0
-    ema_halflife_steps: float = 100.0  # EMA half-life in optimiser steps
-    t_sampling: str = "logit_normal"  # logit_normal | uniform
-    t_logit_mean: float = 0.0
-    t_logit_std: float = 1.0
-    grad_clip_norm: float = 1.0
-    checkpoint_every_steps: int = 250  # also the most steps a killed run can lose
-    seed: int = 0
+    num_res_blocks: Annotated[int, Range(1, 16)] = 1  # residual blocks per level
+    num_head_channels: Annotated[int, Range(1, 4096)] = 32  # attention head width
+    norm_num_groups: Annotated[int, Range(1, 4096)] = 16
+    mask_dropout: Annotated[float, FRACTION] = 0.1  # probability of dropping the mask (for classifier-free guidance)
+    num_steps: Annotated[int, STEPS] = 2000  # optimiser steps
+    batch_size: Annotated[int, Range(1, 65536)] = 16
+    learning_rate: Annotated[float, Range(0, 10, open_low=True)] = 2e-4
+    weight_decay: Annotated[float, Range(0, 10)] = 0.0
+    ema_halflife_steps: Annotated[float, NON_NEGATIVE] = 100.0  # EMA half-life in optimiser steps
+    t_sampling: Annotated[str, OneOf(("logit_normal", "uniform"))] = "logit_normal"
+    t_logit_mean: Annotated[float, Range(-20, 20)] = 0.0
+    t_logit_std: Annotated[float, Range(0, 20, open_low=True)] = 1.0
+    grad_clip_norm: Annotated[float, POSITIVE] = 1.0
+    checkpoint_every_steps: Annotated[int, STEPS] = 250  # also the most steps a killed run can lose
+    seed: Annotated[int, SEED] = 0
 
 
 @dataclass(frozen=True)
 class MaskGeneratorConfig:
-    channels: tuple[int, ...] = (16, 32, 64)
+    channels: Annotated[Tuple[int, ...], Range(1, 4096)] = (16, 32, 64)
     attention_levels: tuple[bool, ...] = (False, False, False)
-    num_res_blocks: int = 1
-    num_head_channels: int = 32
-    norm_num_groups: int = 8
-    target: str = "binary"            # binary (mask in [-1, 1]) | sdf (clipped signed distance)
-    num_steps: int = 1500
-    batch_size: int = 16
-    learning_rate: float = 2e-4
-    ema_halflife_steps: float = 100.0
-    t_sampling: str = "logit_normal"
-    t_logit_mean: float = 0.0
-    t_logit_std: float = 1.0
-    grad_clip_norm: float = 1.0
-    checkpoint_every_steps: int = 250
-    sampler_steps: int = 20           # Euler steps when sampling masks
-    min_area_fraction: float = 0.002  # islands smaller than this fraction of the image are removed
+    num_res_blocks: Annotated[int, Range(1, 16)] = 1
+    num_head_channels: Annotated[int, Range(1, 4096)] = 32
+    norm_num_groups: Annotated[int, Range(1, 4096)] = 8
+    # binary (mask in [-1, 1]) | sdf (clipped signed distance)
+    target: Annotated[str, OneOf(("binary", "sdf"))] = "binary"
+    num_steps: Annotated[int, STEPS] = 1500
+    batch_size: Annotated[int, Range(1, 65536)] = 16
+    learning_rate: Annotated[float, Range(0, 10, open_low=True)] = 2e-4
+    ema_halflife_steps: Annotated[float, NON_NEGATIVE] = 100.0
+    t_sampling: Annotated[str, OneOf(("logit_normal", "uniform"))] = "logit_normal"
+    t_logit_mean: Annotated[float, Range(-20, 20)] = 0.0
+    t_logit_std: Annotated[float, Range(0, 20, open_low=True)] = 1.0
+    grad_clip_norm: Annotated[float, POSITIVE] = 1.0
+    checkpoint_every_steps: Annotated[int, STEPS] = 250
+    sampler_steps: Annotated[int, Range(1, 10_000)] = 20  # Euler steps when sampling masks
+    min_area_fraction: Annotated[float, FRACTION] = 0.002  # islands smaller than this fraction of the image are removed
     fill_holes: bool = True
-    max_train_iou: float = 0.9        # reject masks that nearly duplicate a training mask
-    seed: int = 1
+    max_train_iou: Annotated[float, Range(0, 2)] = 0.9  # reject masks that nearly duplicate a training mask
+    seed: Annotated[int, SEED] = 1
 
 
 @dataclass(frozen=True)
 class AlignConfig:
-    num_steps: int = 200              # fine-tuning optimiser steps
-    batch_size: int = 8               # generated images per reward estimate
-    learning_rate: float = 2e-5
-    adapter: str = "full"             # full | lora (low-rank adapters on convolutions and linear layers)
-    lora_rank: int = 4
+    num_steps: Annotated[int, STEPS] = 200  # fine-tuning optimiser steps
+    batch_size: Annotated[int, Range(2, 65536)] = 8  # generated images per reward estimate
+    learning_rate: Annotated[float, Range(0, 10, open_low=True)] = 2e-5
+    # full | lora (low-rank adapters on convolutions and linear layers)
+    adapter: Annotated[str, OneOf(("full", "lora"))] = "full"
+    lora_rank: Annotated[int, Range(1, 1024)] = 4
     sampler: SamplerConfig = field(default_factory=lambda: SamplerConfig(num_steps=10))
-    grad_last_steps: int = 1          # DRaFT-k: back-propagate through the last k sampler steps only
+    # DRaFT-k: back-propagate through the last k sampler steps only
+    grad_last_steps: Annotated[int, Range(1, 10_000)] = 1
     checkpoint_activations: bool = True
-    kernel: str = "rbf"               # rbf (multi-bandwidth) | kid (cubic polynomial)
-    feature_size_px: int = 96         # images are resized to this before the feature extractor
-    style_weight: float = 4.0         # weight of early-layer channel mean/std (112-d) vs deep pooled (1280-d) features
-    anchor_weight: float = 0.5        # stage-1 flow-matching loss on source pairs (keeps the model a generator)
-    mask_consistency_weight: float = 0.1  # frozen source segmenter must find the conditioning mask
-    selection: str = "holdout"        # holdout: early stopping on MMD² to references held out from the reward |
-                                      # all_references: reward uses all K; stopping on MMD² to all K in block-10
-                                      # statistics, a feature space the reward does not score
-    holdout_fraction: float = 0.4     # share of the references held out from the reward (selection=holdout)
-    eval_every_steps: int = 20
-    eval_num_images: int = 32
-    patience_evals: int = 4           # stop after this many evaluations without a better held-out MMD
+    kernel: Annotated[str, OneOf(("rbf", "kid"))] = "rbf"  # rbf (multi-bandwidth) | kid (cubic polynomial)
+    feature_size_px: Annotated[int, Range(32, 1024)] = 96  # images are resized to this before the feature extractor
+    # weight of early-layer channel mean/std (112-d) vs deep pooled (1280-d) features
+    style_weight: Annotated[float, NON_NEGATIVE] = 4.0
+    # stage-1 flow-matching loss on source pairs (keeps the model a generator)
+    anchor_weight: Annotated[float, NON_NEGATIVE] = 0.5
+    # frozen source segmenter must find the conditioning mask
+    mask_consistency_weight: Annotated[float, NON_NEGATIVE] = 0.1
+    # holdout: early stopping on MMD² to references held out from the reward | all_references: reward uses all K;
+    # stopping on MMD² to all K in block-10 statistics, a feature space the reward does not score
+    selection: Annotated[str, OneOf(("holdout", "all_references"))] = "holdout"
+    # share of the references held out from the reward (selection=holdout)
+    holdout_fraction: Annotated[float, Range(0, 1, open_low=True)] = 0.4
+    eval_every_steps: Annotated[int, STEPS] = 20
+    eval_num_images: Annotated[int, Range(2, 100_000)] = 32
+    # stop after this many evaluations without a better held-out MMD
+    patience_evals: Annotated[int, Range(1, 100_000)] = 4
     clamp_reward_input: bool = True   # the reward sees images clipped to [-1, 1], as synthesis writes them
-    condition_masks: str = "generated"  # generated (as synthesis uses) | source: masks that condition the reward samples
-    grad_clip_norm: float = 1.0
-    checkpoint_every_steps: int = 50
-    seed: int = 2
+    # generated (as synthesis uses) | source: masks that condition the reward samples
+    condition_masks: Annotated[str, OneOf(("generated", "source"))] = "generated"
+    grad_clip_norm: Annotated[float, POSITIVE] = 1.0
+    checkpoint_every_steps: Annotated[int, STEPS] = 50
+    seed: Annotated[int, SEED] = 2
 
 
 @dataclass(frozen=True)
 class SynthesisConfig:
-    num_pairs: int = 64
-    seed: int = 0                     # pair k uses seed `seed + k`, whatever the batch size
-    mask_source: str = "generated"    # generated (mask generator) | source (real source masks, the ablation)
+    num_pairs: Annotated[int, Range(1, 10_000_000)] = 64
+    seed: Annotated[int, SEED] = 0  # pair k uses seed `seed + k`, whatever the batch size
+    # generated (mask generator) | source (real source masks, the ablation)
+    mask_source: Annotated[str, OneOf(("generated", "source"))] = "generated"
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
-    batch_size: int = 16
+    batch_size: Annotated[int, Range(1, 65536)] = 16
 
 
 @dataclass(frozen=True)
 class SegmenterConfig:
-    architecture: str = "unet"        # unet | segresnet | attentionunet | basicunet
-    num_steps: int = 600
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-5
-    synthetic_ratio: float = 0.5      # share of each batch drawn from synthetic pairs when there are any
+    architecture: Annotated[str, OneOf(("unet", "segresnet", "attentionunet", "basicunet"))] = "unet"
+    num_steps: Annotated[int, STEPS] = 600
+    batch_size: Annotated[int, Range(1, 65536)] = 16
+    learning_rate: Annotated[float, Range(0, 10, open_low=True)] = 1e-3
+    weight_decay: Annotated[float, Range(0, 10)] = 1e-5
+    # share of each batch drawn from synthetic pairs when there are any
+    synthetic_ratio: Annotated[float, FRACTION] = 0.5
     augment: bool = True              # flips, 90-degree rotations, mild intensity jitter
     strong_augment: bool = False      # add classic colour/blur/noise augmentation (used for the stage-2 judge)
-    ema_halflife_steps: float = 0.0   # > 0: evaluate/export an EMA of the weights (less seed-to-seed spread)
-    seed: int = 3
+    # > 0: evaluate/export an EMA of the weights (less seed-to-seed spread)
+    ema_halflife_steps: Annotated[float, NON_NEGATIVE] = 0.0
+    seed: Annotated[int, SEED] = 3
 
 
 @dataclass(frozen=True)
@@ -163,6 +231,78 @@ def from_dict(cls: type[T], data: dict[str, Any] | None) -> T:
             value = tuple(value)
         values[name] = value
     return cls(**values)
+
+
+def _split_annotated(hint: Any) -> tuple[Any, tuple]:
+    if typing.get_origin(hint) is Annotated:
+        base, *constraints = typing.get_args(hint)
+        return base, tuple(constraints)
+    return hint, ()
+
+
+def _type_problem(value: Any, hint: Any) -> Optional[str]:
+    """What is wrong with `value`'s type for `hint` (bool is not an int here, and floats must be finite)."""
+    if hint is bool:
+        return None if isinstance(value, bool) else "true or false"
+    if hint is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "a whole number"
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return None if ok else "a finite number"
+    if hint is str:
+        return None if isinstance(value, str) else "text"
+    if typing.get_origin(hint) is tuple:
+        item = typing.get_args(hint)[0]
+        if not isinstance(value, tuple) or not value:
+            return "a non-empty list"
+        return next((f"a list of {p}" for p in (_type_problem(v, item) for v in value) if p), None)
+    return None
+
+
+def _cross_field_problems(config: Any) -> list[tuple[str, str]]:
+    """(field, problem) for rules between fields of one section."""
+    problems = []
+    if isinstance(config, (ImageGeneratorConfig, MaskGeneratorConfig)):
+        if len(config.attention_levels) != len(config.channels):
+            problems.append(("attention_levels", f"one entry per level of channels ({len(config.channels)})"))
+        if any(c % config.norm_num_groups for c in config.channels):
+            problems.append(("norm_num_groups", f"a divisor of every channel width {list(config.channels)}"))
+    if isinstance(config, AlignConfig) and config.grad_last_steps > config.sampler.num_steps:
+        problems.append(("grad_last_steps", f"≤ sampler.num_steps ({config.sampler.num_steps})"))
+    return problems
+
+
+def validate(config: Any, prefix: str = "") -> None:
+    """Check every field of a (nested) config against its declared type and allowed values, before any work.
+
+    Raises:
+        UsageError: naming the first bad field (`section.field`), its value and what is allowed.
+    """
+    hints = typing.get_type_hints(type(config), include_extras=True)
+    for item in dataclasses.fields(config):
+        name, value = prefix + item.name, getattr(config, item.name)
+        base, constraints = _split_annotated(hints[item.name])
+        if dataclasses.is_dataclass(base):
+            if not isinstance(value, base):
+                raise UsageError(f"{name}: expected a {base.__name__} section, got {value!r}")
+            validate(value, name + ".")
+            continue
+        wrong = _type_problem(value, base)
+        if wrong:
+            raise UsageError(f"{name} = {value!r}: must be {wrong}")
+        for constraint in constraints:
+            for element in (value if isinstance(value, tuple) else (value,)):
+                problem = constraint.problem(element)
+                if problem:
+                    raise UsageError(f"{name} = {value!r}: must be {problem}")
+    for field_name, problem in _cross_field_problems(config):
+        raise UsageError(f"{prefix}{field_name} = {getattr(config, field_name)!r}: must be {problem}")
+
+
+def allowed(config_type: type, field_name: str) -> str:
+    """What a field allows, in words (for help texts)."""
+    base, constraints = _split_annotated(typing.get_type_hints(config_type, include_extras=True)[field_name])
+    return "; ".join(c.describe() for c in constraints) or (_type_problem(object(), base) or "")
 
 
 def replace(config: T, **changes: Any) -> T:

@@ -105,8 +105,10 @@ class RunFolderLock:
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / LOCK_NAME
         self._handle: Optional[IO[str]] = None
+        self._created = False
 
     def acquire(self) -> RunFolderLock:
+        self._created = not self.path.parent.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.path, "a+", encoding="utf-8")
         try:
@@ -132,6 +134,11 @@ class RunFolderLock:
         finally:
             self._handle.close()
             self._handle = None
+        folder = self.path.parent
+        if self._created and [p.name for p in folder.iterdir()] == [LOCK_NAME]:
+            # This job made the folder and wrote nothing else into it (it failed on its input): leave no trace.
+            self.path.unlink(missing_ok=True)
+            folder.rmdir()
 
     def __enter__(self) -> RunFolderLock:
         return self.acquire()

@@ -15,7 +15,7 @@ import torch
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import (ImageGeneratorConfig, MaskGeneratorConfig, RunConfig, SynthesisConfig, replace,
                      to_dict)
-from .data.folders import PairSet, load_pairs, load_references, write_pairs
+from .data.folders import PairSet, load_pairs, load_references, require_trainable, write_pairs
 from .errors import RunFolderError
 from .events import EventCallback, StageProgress, ignore_events
 from .run_folder import RunFolder
@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 def _source_pairs(run: RunFolder, config: RunConfig, inputs: dict[str, Any]) -> PairSet:
     if not inputs.get("source"):
         raise RunFolderError("config.json names no source pair folder", run.config_path)
-    return load_pairs(Path(inputs["source"]), config.data)
+    pairs = load_pairs(Path(inputs["source"]), config.data)
+    require_trainable(pairs, Path(inputs["source"]))
+    return pairs
 
 
 def start_run(run_dir: Path, config: RunConfig, inputs: dict[str, Any], resume: bool) -> tuple[RunFolder, RunConfig,

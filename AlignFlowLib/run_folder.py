@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import write_json_atomic
-from .config import RunConfig, from_dict, to_dict
-from .errors import RunFolderError
+from .config import RunConfig, from_dict, to_dict, validate
+from .errors import RunFolderError, UsageError
 from .version import __version__
 
 
@@ -77,6 +77,7 @@ class RunFolder:
         return any((self.root / "checkpoints").glob("*.pt"))
 
     def save_config(self, config: RunConfig, inputs: dict[str, Any]) -> None:
+        validate(config)  # a value that makes no sense never reaches a run folder
         self.root.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.config_path, {"library_version": __version__, "inputs": inputs,
                                              "config": to_dict(config)})
@@ -87,9 +88,14 @@ class RunFolder:
                                  self.root)
         try:
             stored = json.loads(self.config_path.read_text())
-            return from_dict(RunConfig, stored["config"]), stored.get("inputs", {})
+            config = from_dict(RunConfig, stored["config"])
         except (ValueError, KeyError, TypeError) as error:
             raise RunFolderError(f"config.json does not parse ({error})", self.config_path) from error
+        try:
+            validate(config)
+        except UsageError as error:  # edited by hand, or written by another version
+            raise UsageError(str(error), self.config_path) from None
+        return config, stored.get("inputs", {})
 
     def update_inputs(self, **inputs: Any) -> None:
         config, stored = self.load_config()

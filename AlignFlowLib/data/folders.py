@@ -90,6 +90,23 @@ def _size_text(slices: list[np.ndarray]) -> str:
     return f"{width}x{height}" + (f"x{len(slices)}" if len(slices) > 1 else "")
 
 
+def require_trainable(pairs: PairSet, folder: Path, extra: PairSet | None = None) -> None:
+    """Refuse, before minutes of training, data nothing can be learnt from (with `extra`, e.g. synthetic pairs, the
+    two sets together).
+
+    Raises:
+        InputDataError: no mask has any foreground, or all images are the same one.
+    """
+    masks = pairs.masks if extra is None else torch.cat([pairs.masks, extra.masks])
+    images = pairs.images if extra is None else torch.cat([pairs.images, extra.images])
+    if not bool(masks.any()):
+        raise InputDataError(f"no mask of the {len(masks)} pairs has any foreground; there is nothing to learn to "
+                             "segment", folder)
+    if len(images) < 2 or bool((images == images[:1]).flatten(1).all(dim=1).all()):
+        raise InputDataError(f"holds {'one image' if len(images) < 2 else 'only copies of one image'}; at least two "
+                             "different images are needed to learn anything", folder)
+
+
 def load_pairs(folder: Path, config: DataConfig, ids: Sequence[str] | None = None) -> PairSet:
     """Load a pair folder at `config.image_size_px`, `config.channels`, `config.resize_mode`.
 
