@@ -7,6 +7,7 @@ progress bar on stderr. Failures end with one line `error: <file>: <problem>` an
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .bench.methods import METHODS as BENCH_METHODS
-from .errors import AlignFlowError, CancelledByUser, UsageError
+from .errors import AlignFlowError, CancelledByUser, RunFolderError, UsageError
 from .events import EventFanout, JsonlPrinter, JsonlWriter, ProgressBar
 from .job_control import RunFolderLock, StopWatcher
 
@@ -26,7 +27,8 @@ EXIT_CODES_HELP = """exit codes:
   1    unexpected internal error (a bug; the traceback is in the run folder's events.jsonl)
   2    command-line usage error
   3    bad input data (missing/empty/unreadable file or folder, image without mask, size mismatch, bad mask)
-  4    run-folder problem (nothing to resume, a checkpoint that does not load, the folder in use by another job)
+  4    run-folder problem (nothing to resume, a checkpoint that does not load, the folder in use by another job,
+       no space left on the device)
   5    training diverged (non-finite loss)
   130  cancelled (SIGINT/SIGTERM, the ALIGNFLOW_CANCEL_FILE appeared, or the ALIGNFLOW_PARENT_PID process died);
        the run folder stays consistent: continue with --resume
@@ -454,6 +456,14 @@ def _locked_folder(args: argparse.Namespace, run_root: Path | None) -> Path | No
     return Path(run_root)
 
 
+def _internal_error(error: BaseException, log_writer, on_event) -> int:
+    message = f"internal error: {type(error).__name__}: {error}"
+    if log_writer is not None:
+        log_writer({"event": "traceback", "message": traceback.format_exc()})
+    on_event({"event": "error", "message": message.splitlines()[0], "exit_code": 1})
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
@@ -496,12 +506,16 @@ def main(argv: list[str] | None = None) -> int:
     except AlignFlowError as error:
         on_event({"event": "error", "message": str(error), "exit_code": error.exit_code})
         return error.exit_code
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            return _internal_error(error, log_writer, on_event)
+        # A full disk is not a bug: every write is atomic, so the last checkpoint is intact.
+        failed = RunFolderError(f"no space left on the device ({error.filename or 'while writing'}); free some "
+                                "space and continue with --resume")
+        on_event({"event": "error", "message": str(failed), "exit_code": failed.exit_code})
+        return failed.exit_code
     except Exception as error:  # a bug: one line for the user, the traceback in the run log
-        message = f"internal error: {type(error).__name__}: {error}"
-        if log_writer is not None:
-            log_writer({"event": "traceback", "message": traceback.format_exc()})
-        on_event({"event": "error", "message": message.splitlines()[0], "exit_code": 1})
-        return 1
+        return _internal_error(error, log_writer, on_event)
     finally:
         if watcher is not None:
             watcher.stop()

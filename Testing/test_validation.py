@@ -210,3 +210,58 @@ def test_random_options_and_files_end_cleanly(tmp_path_factory, capsys, options,
         RunFolder(run).load_config()  # resumable: the stored configuration is valid
     if code == 2:
         assert not run.exists()
+
+
+def test_a_full_disk_while_saving_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
+    """ENOSPC in the middle of a write: the earlier checkpoint still loads, no temporary file is left."""
+    import errno
+    import os
+
+    import torch
+
+    from AlignFlowLib import checkpoint
+
+    path = tmp_path / "checkpoints" / "image_generator_last.pt"
+    checkpoint.save_checkpoint(path, {"step": 10, "weights": torch.ones(3)})
+    real_fsync = os.fsync
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        checkpoint.save_checkpoint(path, {"step": 20, "weights": torch.zeros(3)})
+    monkeypatch.setattr(checkpoint.os, "fsync", real_fsync)
+    kept = checkpoint.load_checkpoint(path)
+    assert kept["step"] == 10 and torch.equal(kept["weights"], torch.ones(3))
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to tell which file is written")
+def test_cli_reports_a_full_disk_as_a_run_folder_problem_and_resumes(tmp_path, monkeypatch, capsys, phantom_paths):
+    import errno
+    import os
+
+    from AlignFlowLib import checkpoint
+    from AlignFlowLib.config import to_dict
+    from conftest import tiny_config
+
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({"config": to_dict(tiny_config(image_steps=20, mask_steps=4, checkpoint_every=10))}))
+    args = ["train", "--source", str(phantom_paths.source), "--out", str(tmp_path / "run"), "--config", str(config),
+            "--device", "cpu", "--progress", "jsonl"]
+    real_fsync, calls = os.fsync, []
+
+    def fsync(fd):  # the second image-generator checkpoint finds the disk full
+        if "image_generator_last" in os.readlink(f"/proc/self/fd/{fd}"):
+            calls.append(fd)
+            if len(calls) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(checkpoint.os, "fsync", fsync)
+    assert main(args) == 4
+    assert "no space left on the device" in _error_line(capsys)["message"]
+    monkeypatch.setattr(checkpoint.os, "fsync", real_fsync)
+    assert checkpoint.load_checkpoint(tmp_path / "run" / "checkpoints" / "image_generator_last.pt")["step"] == 10
+    assert main(args + ["--resume"]) == 0
