@@ -472,6 +472,7 @@ def _connector_for(widget, parameter: _Parameter):
         choices = [v for v in parameter.validators if isinstance(v, Choice)]
         if not choices:
             raise RuntimeError(f"Unable to create GUI connector: QComboBox for {parameter.name} needs a Choice")
+        widget.items, widget.currentIndex = [], -1  # Slicer's connector clears the box first
         for choice in choices[0].choices:
             widget.addItem(str(choice))
 

@@ -289,3 +289,15 @@ def test_startup_registers_the_effect_and_the_sample_data(slicer_app, monkeypatc
 
     uris = [u for call in sample_calls for u in call["uris"]]
     assert uris and all(Path(unquote(urlparse(u).path)).is_file() for u in uris)
+
+
+def test_reentering_the_module_rebinds_without_duplicating(slicer_app):
+    """Slicer calls enter() each time the module is shown: the GUI is bound again, never twice."""
+    widget = slicer_app.build()
+    widget.exit()
+    widget.enter()
+    assert widget.ui.presetComboBox.items == ["default", "demo"]
+    widget._parameterNode.preset = "demo"
+    widget.ui.presetComboBox.currentIndex = 0
+    widget.ui.presetComboBox.emit("currentIndexChanged(int)", 0)
+    assert widget._parameterNode.preset == "default"
