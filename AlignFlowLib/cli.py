@@ -394,7 +394,7 @@ def _options_error(args: argparse.Namespace) -> AlignFlowError | None:
 
 
 SEGMENTER_OPTION_FIELDS = {"steps": "segmenter.num_steps"}
-INPUT_OPTIONS = ("source", "references", "test", "synthetic", "data", "pool", "model", "volume")
+INPUT_OPTIONS = ("source", "references", "test", "synthetic", "data", "pool")  # folders read as data sets
 # What a folder's config.json says about the command that made it: a run (train/run/demo/bench's run) or a
 # `segmenter train` folder.
 FOLDER_KIND = {"train": "run", "run": "run", "demo": None, "bench": None, "segmenter train": "segmenter"}
