@@ -376,17 +376,7 @@ def _options_error(args: argparse.Namespace) -> AlignFlowError | None:
         if args.command in ("train", "run") and not getattr(args, "resume", False):
             resolve_config(args)
         elif args.command == "segmenter" and args.segmenter_command == "train":
-            from .config import replace
-
-            config = resolve_config(argparse.Namespace(**{**vars(args), "steps": None}))
-            segmenter = config.segmenter
-            if args.arch:
-                segmenter = replace(segmenter, architecture=args.arch)
-            if args.steps is not None:
-                segmenter = replace(segmenter, num_steps=args.steps)
-            if args.ratio is not None:
-                segmenter = replace(segmenter, synthetic_ratio=args.ratio)
-            validate_options(replace(config, segmenter=segmenter), args, SEGMENTER_OPTION_FIELDS)
+            segmenter_train_config(args)
         _check_output(args)
     except AlignFlowError as error:
         return error
@@ -394,6 +384,23 @@ def _options_error(args: argparse.Namespace) -> AlignFlowError | None:
 
 
 SEGMENTER_OPTION_FIELDS = {"steps": "segmenter.num_steps"}
+
+
+def segmenter_train_config(args: argparse.Namespace):
+    """`segmenter train`'s configuration (there --steps is the segmenter's), validated."""
+    from .config import replace
+
+    config = resolve_config(argparse.Namespace(**{**vars(args), "steps": None}))
+    segmenter = config.segmenter
+    if args.arch:
+        segmenter = replace(segmenter, architecture=args.arch)
+    if args.steps is not None:
+        segmenter = replace(segmenter, num_steps=args.steps)
+    if args.ratio is not None:
+        segmenter = replace(segmenter, synthetic_ratio=args.ratio)
+    config = replace(config, segmenter=segmenter)
+    validate_options(config, args, SEGMENTER_OPTION_FIELDS)
+    return config
 INPUT_OPTIONS = ("source", "references", "test", "synthetic", "data", "pool")  # folders read as data sets
 # What a folder's config.json says about the command that made it: a run (train/run/demo/bench's run) or a
 # `segmenter train` folder.

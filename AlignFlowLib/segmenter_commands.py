@@ -10,26 +10,19 @@ from typing import Any
 import torch
 
 from .checkpoint import load_checkpoint, write_json_atomic
-from .config import SegmenterConfig, from_dict, replace, to_dict
+from .config import SegmenterConfig, from_dict, to_dict
 from .data.folders import load_pairs, require_trainable
 from .errors import AlignFlowError, CancelledByUser, InputDataError, RunFolderError
 from .events import EventCallback, StageProgress
 
 
 def _train(args: argparse.Namespace, device: torch.device, on_event: EventCallback) -> dict[str, Any]:
-    from .cli import SEGMENTER_OPTION_FIELDS, resolve_config, validate_options
+    from .cli import segmenter_train_config
     from .segmenter.export import export_segmenter
     from .segmenter.train import train_segmenter
 
-    config = resolve_config(argparse.Namespace(**{**vars(args), "steps": None}))  # here --steps is the segmenter's
+    config = segmenter_train_config(args)
     segmenter = config.segmenter
-    if args.arch:
-        segmenter = replace(segmenter, architecture=args.arch)
-    if args.steps is not None:
-        segmenter = replace(segmenter, num_steps=args.steps)
-    if args.ratio is not None:
-        segmenter = replace(segmenter, synthetic_ratio=args.ratio)
-    validate_options(replace(config, segmenter=segmenter), args, SEGMENTER_OPTION_FIELDS)
     real = load_pairs(args.source, config.data)  # bad data fails before the output folder is touched
     synthetic = load_pairs(args.synthetic, config.data) if args.synthetic else None
     require_trainable(real, Path(args.source), synthetic)
