@@ -265,3 +265,56 @@ def test_cli_reports_a_full_disk_as_a_run_folder_problem_and_resumes(tmp_path, m
     monkeypatch.setattr(checkpoint.os, "fsync", real_fsync)
     assert checkpoint.load_checkpoint(tmp_path / "run" / "checkpoints" / "image_generator_last.pt")["step"] == 10
     assert main(args + ["--resume"]) == 0
+
+
+NUMBERS = st.one_of(st.integers(-10, 10**10), st.floats(allow_nan=True, allow_infinity=True, width=32))
+
+
+def _run_folder_without_checkpoints(root: Path) -> Path:
+    from AlignFlowLib.run_folder import RunFolder
+
+    run = RunFolder(root / "run")
+    run.save_config(PRESETS["demo"], {"source": str(root / "nowhere")})
+    return run.root
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(command=st.sampled_from(["synthesize", "align", "segmenter train", "segmenter evaluate", "segmenter predict"]),
+       values=st.lists(NUMBERS, min_size=3, max_size=3), files=FILES, existing_run=st.booleans())
+def test_random_values_for_every_other_command_end_cleanly(tmp_path_factory, capsys, command, values, files,
+                                                           existing_run):
+    """The other commands with random numbers for their numeric options and random small files as inputs: a
+    documented exit code, no traceback, and nothing new on disk after a usage error."""
+    root = tmp_path_factory.mktemp("random")
+    data = root / "data"
+    for sub, name, blob in files:
+        (data / sub).mkdir(parents=True, exist_ok=True)
+        (data / sub / name).write_bytes(blob)
+    run = _run_folder_without_checkpoints(root) if existing_run else root / "run"
+    a, b, c = (str(int(v)) if isinstance(v, float) and v.is_integer() and abs(v) < 1e12 else str(v)
+               for v in values)
+    args = {
+        "synthesize": ["synthesize", "--run", str(run), "--num", a, "--sampler-steps", b, "--guidance", c],
+        "align": ["align", "--run", str(run), "--references", str(data), "--align-steps", a],
+        "segmenter train": ["segmenter", "train", "--source", str(data), "--out", str(root / "seg"), "--steps", a,
+                            "--ratio", c, "--image-size", b],
+        "segmenter evaluate": ["segmenter", "evaluate", "--model", str(data), "--data", str(data)],
+        "segmenter predict": ["segmenter", "predict", "--model", str(data), "--volume", str(data / "images" / "a.png"),
+                              "--out", str(root / "label.nrrd")],
+    }[command]
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    try:
+        code = main(args + ["--device", "cpu", "--progress", "jsonl"])
+    except SystemExit as exit_:  # argparse: a value that is not a number at all
+        code = exit_.code
+    out = capsys.readouterr()
+    assert code in DOCUMENTED_EXIT_CODES - {0}, (args, out.out[-500:], out.err[-500:])
+    assert "Traceback" not in out.err
+    after = sorted(p.relative_to(root) for p in root.rglob("*"))
+    new = {str(p) for p in set(after) - set(before)}
+    if code == 2:  # nothing new, except the log and lock of a run folder that already existed
+        assert new <= ({"run/events.jsonl", "run/.alignflow.lock"} if existing_run else set()), (args, new)
+    if existing_run:
+        from AlignFlowLib.run_folder import RunFolder
+
+        RunFolder(run).load_config()  # still resumable
