@@ -34,3 +34,15 @@ segmenter_only strong-segmenter-recipe --set segmenter.strong_augment=true  # th
 run all-reference-selection --set align.selection=all_references --references K5_seed0,K5_seed1,K5_seed2
 run source-masks --set align.condition_masks=source
 run unclamped-reward --set align.clamp_reward_input=false
+# A longer stage 1 (3x the steps): stage 1 is retrained, so no --reuse-stage1; the source-only jobs and the judge do
+# not depend on it and are copied from the main run (their files are named by recipe hash).
+out=bench/results/cpu-ablation-stage1-4500-steps
+if [ ! -f "$out/results.json" ]; then
+  mkdir -p "$out/jobs" "$out/run/source_segmenter"
+  [ -d "$out/jobs/source_only" ] || cp -r "$base/jobs/source_only" "$out/jobs/"
+  [ -d "$out/run/source_segmenter/exported" ] || cp -r "$base/run/source_segmenter/exported" "$out/run/source_segmenter/"
+  resume=(); [ -f "$out/run/config.json" ] && resume=(--resume)
+  "$PY" -m AlignFlowLib.cli bench polyp --data ../shared/data/polyp --preset cpu --device cpu --out "$out" \
+    --set image_generator.num_steps=4500 --references K10_seed0,K10_seed1,K10_seed2,K5_seed0,K5_seed1,K5_seed2 \
+    --methods source_only,stage1_synthetic,alignflow --progress jsonl "${resume[@]}" >> /tmp/ablation-stage1-4500.jsonl
+fi
