@@ -267,6 +267,9 @@ def _cross_field_problems(config: Any) -> list[tuple[str, str]]:
             problems.append(("attention_levels", f"one entry per level of channels ({len(config.channels)})"))
         if any(c % config.norm_num_groups for c in config.channels):
             problems.append(("norm_num_groups", f"a divisor of every channel width {list(config.channels)}"))
+        attended = [c for c, a in zip(config.channels, config.attention_levels) if a] + list(config.channels[-1:])
+        if any(c % config.num_head_channels for c in attended):  # the middle block always attends
+            problems.append(("num_head_channels", f"a divisor of the attended widths {attended}"))
     if isinstance(config, AlignConfig) and config.grad_last_steps > config.sampler.num_steps:
         problems.append(("grad_last_steps", f"≤ sampler.num_steps ({config.sampler.num_steps})"))
     return problems

@@ -75,7 +75,8 @@ def test_presets_are_valid_and_types_are_checked():
                                ("align.learning_rate", float("inf"), "finite"), ("image_generator.channels", (),
                                                                                    "non-empty"),
                                ("align.grad_last_steps", 99, "sampler.num_steps"),
-                               ("image_generator.norm_num_groups", 5, "divisor")):
+                               ("image_generator.norm_num_groups", 5, "divisor"),
+                               ("mask_generator.num_head_channels", 24, "attended widths")):
         with pytest.raises(UsageError, match=words):
             validate(_with(demo, path, value))
 
@@ -187,7 +188,7 @@ FILES = st.lists(st.tuples(st.sampled_from(["images", "masks"]), st.sampled_from
                            st.binary(max_size=64)), max_size=4)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(options=OPTIONS, files=FILES)
 def test_random_options_and_files_end_cleanly(tmp_path_factory, capsys, options, files):
     root = tmp_path_factory.mktemp("random")
@@ -278,7 +279,7 @@ def _run_folder_without_checkpoints(root: Path) -> Path:
     return run.root
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(command=st.sampled_from(["synthesize", "align", "segmenter train", "segmenter evaluate", "segmenter predict"]),
        values=st.lists(NUMBERS, min_size=3, max_size=3), files=FILES, existing_run=st.booleans())
 def test_random_values_for_every_other_command_end_cleanly(tmp_path_factory, capsys, command, values, files,

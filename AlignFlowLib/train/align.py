@@ -112,7 +112,9 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
     model = copy.deepcopy(stage1_model).to(device).train()
     model.requires_grad_(True)
     if config.adapter == "lora":
-        apply_lora(model, config.lora_rank)
+        with torch.random.fork_rng(devices=[]):  # adapter initialisation from the config's seed
+            torch.manual_seed(config.seed)
+            apply_lora(model, config.lora_rank)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
 

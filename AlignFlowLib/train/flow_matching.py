@@ -54,7 +54,9 @@ def train_flow_model(kind: str, batch_fn: BatchFn, config: Any, meta: dict[str, 
     A killed run resumes from `checkpoint_path` and loses at most `config.checkpoint_every_steps` steps.
     """
     stage = stage or kind
-    model = build_velocity_unet(meta["data_channels"], meta["condition_channels"], config).to(device)
+    with torch.random.fork_rng(devices=[]):  # initial weights from the config's seed: the same generator twice
+        torch.manual_seed(config.seed)
+        model = build_velocity_unet(meta["data_channels"], meta["condition_channels"], config).to(device)
     ema = make_ema(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
                                   weight_decay=getattr(config, "weight_decay", 0.0))
