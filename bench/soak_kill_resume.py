@@ -3,11 +3,12 @@
 A small full run (stage 1, mask generator, alignment, synthesis, segmenter, evaluation, report) on phantom data is
 made once without interruption. Then, for each of --kills trials, the same run is started, killed with SIGKILL (its
 whole process group, as a crash or a power cut would) at a moment drawn uniformly within the reference run's wall
-time, and resumed with `--resume` until it exits. The stage that was running at the kill is read from the run's own
+time (`--random-times`) or, by default, at a random moment within each stage in turn (so every stage is hit), and
+resumed with `--resume` until it exits. The stage that was running at the kill is read from the run's own
 events.jsonl. The finished run must equal the reference: same synthetic images (bytes), same exported segmenter
 weights (tensors) and the same metrics, since every stage restores its random-number state from its checkpoint.
 
-    .venv/bin/python bench/soak_kill_resume.py --kills 30          # writes bench/results/soak-cpu.json
+    .venv/bin/python bench/soak_kill_resume.py --kills 18          # 3 per stage; writes bench/results/soak-cpu.json
 
 Prints one line per trial and the summary; POSIX only (process groups).
 """
@@ -91,11 +92,27 @@ def last_stage(run: Path) -> str:
     return stage
 
 
+STAGES = ("image_generator", "mask_generator", "source_segmenter", "align", "synthesize", "segmenter")
+
+
+def wait_for_stage(run: Path, stage: str, process: subprocess.Popen, timeout_s: float = 600) -> bool:
+    """Poll the run's events.jsonl until `stage` reports progress; False if the run ended first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and process.poll() is None:
+        events = run / "events.jsonl"
+        if events.is_file() and f'"stage": "{stage}"' in events.read_text(errors="replace"):
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "soak-cpu.json")
+    parser.add_argument("--random-times", action="store_true",
+                        help="kill at a uniform moment of the run instead of inside each stage in turn")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
@@ -121,16 +138,21 @@ def main() -> int:
         trials = []
         for trial in range(args.kills):
             run = root / f"trial{trial}"
-            delay = rng.uniform(0.5, reference_s)
+            target = None if args.random_times else STAGES[trial % len(STAGES)]
+            delay = rng.uniform(0.5, reference_s) if target is None else rng.uniform(0.0, 1.0)
+            started_at = time.monotonic()
             process = subprocess.Popen(command(data, config, run), env=env, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL, start_new_session=True)
+            if target is not None and not wait_for_stage(run, target, process):
+                delay = -1.0  # the run ended before the stage showed
             try:
-                process.wait(timeout=delay)
+                process.wait(timeout=max(delay, 0.0))
                 killed = False  # finished before the kill moment
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
                 killed = True
+            delay = time.monotonic() - started_at
             stage = last_stage(run) if killed else "finished"
             resumes, code = 0, 0 if not killed else None
             while code != 0 and resumes < 3:
