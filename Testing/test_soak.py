@@ -1,5 +1,5 @@
 """A few kill points of bench/soak_kill_resume.py in CI: a whole `alignflow run` killed with SIGKILL in the middle of
-stage 1 and resumed ends exactly like one that was never interrupted (the script runs many random kill points)."""
+stage 1 or of alignment and resumed ends exactly like one that was never interrupted (the script runs many)."""
 
 from __future__ import annotations
 
@@ -20,42 +20,51 @@ soak = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(soak)
 
 
-@pytest.mark.skipif(os.name == "nt", reason="POSIX process groups")
-def test_run_killed_in_stage_1_and_resumed_equals_an_uninterrupted_run(tmp_path):
-    from AlignFlowLib.checkpoint import load_checkpoint
+@pytest.fixture(scope="module")
+def soak_setup(tmp_path_factory):
+    """Phantom data, the soak's small configuration and one uninterrupted reference run, shared by the kill points."""
     from AlignFlowLib.config import apply_overrides, to_dict
     from AlignFlowLib.data.phantoms import write_phantom_dataset
     from AlignFlowLib.presets import DEMO
 
-    paths = write_phantom_dataset(tmp_path / "data", size_px=32, num_source=60, num_references=5,
-                                  num_target_test=20, seed=0)
+    root = tmp_path_factory.mktemp("soak")
+    paths = write_phantom_dataset(root / "data", size_px=32, num_source=60, num_references=5, num_target_test=20,
+                                  seed=0)
     data = {"source": paths.source, "references": paths.references, "test": paths.target_test}
-    config = tmp_path / "soak.json"
+    config = root / "soak.json"
     config.write_text(json.dumps({"config": to_dict(apply_overrides(DEMO, soak.SOAK_SETTINGS))}))
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-
-    reference = subprocess.run(soak.command(data, config, tmp_path / "reference"), env=env, capture_output=True,
+    reference = subprocess.run(soak.command(data, config, root / "reference"), env=env, capture_output=True,
                                text=True, timeout=900)
     assert reference.returncode == 0, reference.stderr[-2000:]
+    return root, data, config, env, soak.outputs(root / "reference")
 
-    run = tmp_path / "killed"
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX process groups")
+@pytest.mark.parametrize("stage,checkpoint,step", [("image_generator", "image_generator_last.pt", 20),
+                                                    ("align", "align_last.pt", 2)])
+def test_run_killed_mid_stage_and_resumed_equals_an_uninterrupted_run(soak_setup, stage, checkpoint, step):
+    from AlignFlowLib.checkpoint import load_checkpoint
+
+    root, data, config, env, expected = soak_setup
+    run = root / f"killed-{stage}"
     process = subprocess.Popen(soak.command(data, config, run), env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
-    checkpoint = run / "checkpoints" / "image_generator_last.pt"
+    path = run / "checkpoints" / checkpoint
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and process.poll() is None:
-        if checkpoint.is_file() and load_checkpoint(checkpoint)["step"] >= 20:
+        if path.is_file() and load_checkpoint(path)["step"] >= step:
             break
-        time.sleep(0.1)
-    assert process.poll() is None, "the run got past stage 1 before it could be killed"
+        time.sleep(0.05)
+    assert process.poll() is None, f"the run got past {stage} before it could be killed"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    assert soak.last_stage(run) == "image_generator"
+    assert soak.last_stage(run) == stage
 
     resumed = subprocess.run(soak.command(data, config, run) + ["--resume"], env=env, capture_output=True,
                              text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert soak.outputs(run) == soak.outputs(tmp_path / "reference")
+    assert soak.outputs(run) == expected
 
 
 def test_stage_1_gives_the_same_generator_twice(tmp_path):
