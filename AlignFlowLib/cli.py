@@ -304,8 +304,9 @@ def _command(args: argparse.Namespace, on_event) -> dict[str, Any]:
                 align_config = replace(align_config, num_steps=args.align_steps)
             if args.adapter:
                 align_config = replace(align_config, adapter=args.adapter)
-            validate_options(replace(config, align=align_config), args)
-            run.save_config(replace(config, align=align_config), inputs)
+            config = replace(config, align=align_config)
+            validate_options(config, args)
+            run.save_config(config, inputs)
         run.update_inputs(references=str(args.references))
         summary = pipeline.align(run, args.references, device, args.resume, on_event)
         return {"run": str(run.root), **summary}
@@ -401,6 +402,8 @@ def segmenter_train_config(args: argparse.Namespace):
     config = replace(config, segmenter=segmenter)
     validate_options(config, args, SEGMENTER_OPTION_FIELDS)
     return config
+
+
 INPUT_OPTIONS = ("source", "references", "test", "synthetic", "data", "pool")  # folders read as data sets
 # What a folder's config.json says about the command that made it: a run (train/run/demo/bench's run) or a
 # `segmenter train` folder.
@@ -450,17 +453,12 @@ def _check_output(args: argparse.Namespace) -> None:
 
 
 def _locked_folder(args: argparse.Namespace, run_root: Path | None) -> Path | None:
-    """The folder this command writes, locked for its duration (one writer per run folder). Commands that need an
-    existing run folder lock it only when it exists, so a typo'd path is reported by the command, not created."""
+    """The folder this command writes, locked for its duration (one writer per run folder)."""
     if args.command == "segmenter":
         return Path(args.out) if getattr(args, "segmenter_command", None) == "train" else None
     if args.command == "bench":
         return Path(args.out) if args.out else None
-    if run_root is None:
-        return None
-    if args.command in ("align", "synthesize") and not Path(run_root).is_dir():
-        return None
-    return Path(run_root)
+    return None if run_root is None else Path(run_root)
 
 
 def _internal_error(error: BaseException, log_writer, on_event) -> int:
@@ -482,9 +480,10 @@ def main(argv: list[str] | None = None) -> int:
     if early is not None:  # a bad option value: one line, exit 2, and no run folder is created or touched
         sinks[0]({"event": "error", "message": str(early), "exit_code": early.exit_code})
         return early.exit_code
+    if args.command in ("align", "synthesize") and run_root is not None and not Path(run_root).is_dir():
+        run_root = None  # a mistyped --run is reported by the command, never created by its log or lock
     log_writer = None
-    needs_existing = args.command in ("align", "synthesize")  # a mistyped --run must not be created
-    if run_root is not None and args.command != "segmenter" and not (needs_existing and not Path(run_root).is_dir()):
+    if run_root is not None and args.command != "segmenter":
         try:
             log_writer = JsonlWriter(Path(run_root) / "events.jsonl")
         except OSError as error:  # e.g. a parent that cannot hold folders

@@ -34,11 +34,6 @@ class Range:
             return f"≤ {self.high:g}"
         return None
 
-    def describe(self) -> str:
-        low = "" if self.low is None else f"{'>' if self.open_low else '≥'} {self.low:g}"
-        high = "" if self.high is None else f"≤ {self.high:g}"
-        return " and ".join(part for part in (low, high) if part)
-
 
 @dataclass(frozen=True)
 class OneOf:
@@ -300,12 +295,6 @@ def validate(config: Any, prefix: str = "") -> None:
                     raise UsageError(f"{name} = {value!r}: must be {problem}")
     for field_name, problem in _cross_field_problems(config):
         raise UsageError(f"{prefix}{field_name} = {getattr(config, field_name)!r}: must be {problem}")
-
-
-def allowed(config_type: type, field_name: str) -> str:
-    """What a field allows, in words (for help texts)."""
-    base, constraints = _split_annotated(typing.get_type_hints(config_type, include_extras=True)[field_name])
-    return "; ".join(c.describe() for c in constraints) or (_type_problem(object(), base) or "")
 
 
 def replace(config: T, **changes: Any) -> T:

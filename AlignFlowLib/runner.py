@@ -118,8 +118,8 @@ class ProcessRunner:
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         self._terminal_event: Event | None = None
         self._exited_at: float | None = None
-        self._cancel_dir = tempfile.mkdtemp(prefix="alignflow-job-")
-        self.cancel_file = Path(self._cancel_dir) / "cancel"
+        self._cancel_dir: str | None = None
+        self.cancel_file: Path | None = None
 
     def start(self) -> ProcessRunner:
         """Launch the command in a new session (its own process group), so cancel can reach every descendant."""
@@ -130,6 +130,8 @@ class ProcessRunner:
             p for p in (str(library_parent()), child_env.get("PYTHONPATH", "")) if p)
         child_env["PYTHONUNBUFFERED"] = "1"
         child_env["PYTHONIOENCODING"] = "utf-8"
+        self._cancel_dir = tempfile.mkdtemp(prefix="alignflow-job-")
+        self.cancel_file = Path(self._cancel_dir) / "cancel"
         child_env[CANCEL_FILE_ENV] = str(self.cancel_file)
         child_env[PARENT_PID_ENV] = str(os.getpid())
         options: dict[str, Any] = {}

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from AlignFlowLib.cli import main
-from AlignFlowLib.config import MultipleOf, OneOf, Range, RunConfig, replace, to_dict, validate
+from AlignFlowLib.config import MultipleOf, OneOf, Range, replace, to_dict, validate
 from AlignFlowLib.errors import UsageError
 from AlignFlowLib.presets import PRESETS
 

@@ -21,7 +21,7 @@ import vtk
 
 import slicer
 
-from ..predict import NUMPY_AXIS, Segmenter, segment_volume, slice_axis  # noqa: F401  (re-exported)
+from ..predict import Segmenter, segment_volume, slice_axis  # noqa: F401  (re-exported)
 from .nodes import (add_segment, array_from_volume, ensure_segmentation_converters, image_data_from_array,
                     write_mask_to_segment, write_volume)
 

@@ -33,7 +33,7 @@ import types
 import typing
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import slicer
 
