@@ -98,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--sampler", choices=("euler", "heun"), default=None)
     synth.add_argument("--sampler-steps", type=int, default=None)
     synth.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (1 = off)")
-    synth.add_argument("--out", type=Path, default=None, help="output pair folder (default RUN/synthetic)")
+    synth.add_argument("--out", type=Path, default=None,
+                       help="output pair folder, replaced as a whole (default RUN/synthetic); a folder holding "
+                            "other files is refused")
     _common(synth)
 
     run = commands.add_parser("run", help="everything: train, align, synthesize, segmenter (+ evaluate)",
@@ -411,6 +413,13 @@ FOLDER_KIND = {"train": "run", "run": "run", "demo": None, "bench": None, "segme
 
 
 def _folder_kind(folder: Path) -> str | None:
+    """What wrote `folder`: "run", "segmenter", "synthetic" (a pair folder of `synthesize`) or None."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        if isinstance(manifest, dict) and "generator" in manifest and "seeds" in manifest:
+            return "synthetic"
+    except (OSError, ValueError):
+        pass
     try:
         stored = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError):
@@ -445,6 +454,9 @@ def _check_output(args: argparse.Namespace) -> None:
             source = value.resolve()
             if resolved == source or source in resolved.parents:
                 raise UsageError(f"--out {out}: is inside the --{option} folder {value}; write outside the inputs")
+    if command == "synthesize" and out.is_dir() and any(out.iterdir()) and _folder_kind(out) != "synthetic":
+        raise UsageError(f"--out {out}: holds files that `alignflow synthesize` did not write, and synthesis replaces "
+                         "the whole folder; choose a new or empty folder")
     expected = FOLDER_KIND.get(command)
     found = _folder_kind(out) if out.is_dir() else None
     if found is not None and expected is not None and found != expected:

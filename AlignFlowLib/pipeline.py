@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from .atomic import replace_folder
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import (ImageGeneratorConfig, MaskGeneratorConfig, RunConfig, SynthesisConfig, replace,
                      to_dict)
@@ -144,7 +145,8 @@ def align(run: RunFolder, references_dir: Path, device: torch.device, resume: bo
 
 def synthesize(run: RunFolder, device: torch.device, config: SynthesisConfig | None = None, out_dir: Path | None = None,
                generator: str = "aligned", on_event: EventCallback = ignore_events) -> Path:
-    """Write `config.num_pairs` generated pairs (pair k from seed `config.seed + k`) with a manifest."""
+    """Write `config.num_pairs` generated pairs (pair k from seed `config.seed + k`) with a manifest, replacing what
+    `out_dir` held."""
     run_config, inputs = run.load_config()
     config = config or run_config.synthesis
     out_dir = Path(out_dir) if out_dir else run.synthetic
@@ -178,8 +180,8 @@ def synthesize(run: RunFolder, device: torch.device, config: SynthesisConfig | N
     manifest = {"library_version": __version__, "generator": generator, "checkpoint": str(checkpoint),
                 "run": str(run.root), "seeds": [config.seed + k for k in range(len(masks))],
                 "config": to_dict(config), "mask_generator": mask_stats, "names": names}
-    write_pairs(out_dir, images_t, masks, names, manifest)
-    return out_dir
+    # Written beside and swapped in: a kill or a full disk while writing leaves the previous pairs as they were.
+    return replace_folder(out_dir, lambda folder: write_pairs(folder, images_t, masks, names, manifest))
 
 
 def train_final_segmenter(run: RunFolder, device: torch.device, synthetic_dir: Path | None = None,

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from .checkpoint import atomic_write
+from .atomic import atomic_write
 
 
 def _to_rgb_uint8(image: torch.Tensor) -> np.ndarray:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import write_json_atomic
+from .atomic import write_json_atomic
 from .config import RunConfig, from_dict, to_dict, validate
 from .errors import RunFolderError, UsageError
 from .version import __version__

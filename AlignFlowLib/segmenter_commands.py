@@ -9,7 +9,8 @@ from typing import Any
 
 import torch
 
-from .checkpoint import load_checkpoint, write_json_atomic
+from .atomic import write_json_atomic
+from .checkpoint import load_checkpoint
 from .config import SegmenterConfig, from_dict, to_dict
 from .data.folders import load_pairs, require_trainable
 from .errors import AlignFlowError, CancelledByUser, InputDataError, RunFolderError

@@ -63,6 +63,40 @@ def test_run_end_to_end_and_synthesize_again(tmp_path, phantom_paths, capsys):
                  str(tmp_path / "real_masks"), "--device", "cpu"]) == 0
     assert len(list((tmp_path / "real_masks" / "masks").glob("*.png"))) == 3
 
+    # A full disk half-way through writing new pairs leaves the previous ones exactly as they were; the next
+    # synthesis replaces the folder as a whole (pairs of the earlier, larger set do not linger).
+    from AlignFlowLib.data import folders
+
+    before = {p.relative_to(again): p.read_bytes() for p in sorted(again.rglob("*")) if p.is_file()}
+    real_write_png, calls = folders.write_png, []
+
+    def disk_full_on_third(path, array):
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device", str(path))
+        real_write_png(path, array)
+
+    folders.write_png = disk_full_on_third
+    try:
+        code = main(["synthesize", "--run", str(run_dir), "--num", "2", "--seed", "50", "--out", str(again),
+                     "--device", "cpu", "--progress", "jsonl"])
+    finally:
+        folders.write_png = real_write_png
+    assert code == 4 and "no space left" in capsys.readouterr().out.splitlines()[-1]
+    assert {p.relative_to(again): p.read_bytes() for p in sorted(again.rglob("*")) if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".again")) == []
+    assert main(["synthesize", "--run", str(run_dir), "--num", "2", "--seed", "50", "--out", str(again),
+                 "--device", "cpu"]) == 0
+    assert sorted(p.name for p in (again / "images").iterdir()) == ["synth_000050.png", "synth_000051.png"]
+    # ... and a folder holding anything else is not replaced.
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    capsys.readouterr()
+    assert main(["synthesize", "--run", str(run_dir), "--out", str(tmp_path / "mine"), "--device", "cpu",
+                 "--progress", "jsonl"]) == 2
+    assert "did not write" in capsys.readouterr().out
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
     # The exported segmenter evaluates from the CLI and writes per-image lists.
     scores = tmp_path / "scores.json"
     assert main(["segmenter", "evaluate", "--model", str(run_dir / "segmenter" / "exported"), "--data",

@@ -242,8 +242,11 @@ def test_bad_export_folders_name_the_file(tmp_path, exported):
     with pytest.raises(InputDataError, match="model.safetensors"):
         ExportedSegmenter.load(broken)                      # weights missing
     (broken / "model.safetensors").write_bytes((exported[1] / "model.safetensors").read_bytes()[:200])
-    with pytest.raises(InputDataError, match="model.safetensors.*do not load"):
+    with pytest.raises(InputDataError, match="model.safetensors.*SHA-256 differs"):
         ExportedSegmenter.load(broken)                      # truncated
+    (broken / "model.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "weights_sha256"}))
+    with pytest.raises(InputDataError, match="model.safetensors.*do not load"):
+        ExportedSegmenter.load(broken)                      # truncated, in an export without a digest
     (broken / "model.safetensors").write_bytes((exported[1] / "model.safetensors").read_bytes())
     for key, value, message in (("class", "builtins.eval", "does not match"),
                                 ("architecture", "os.system", "unknown segmenter architecture"),
@@ -266,6 +269,32 @@ def test_old_torchscript_export_is_refused_with_the_re_export_command(tmp_path):
     with pytest.raises(InputDataError, match=r"TorchScript export .* alignflow segmenter export --run") as caught:
         ExportedSegmenter.load(old)
     assert "\n" not in str(caught.value)
+
+
+def test_an_export_cut_between_its_two_files_is_refused_not_mixed(tmp_path, monkeypatch):
+    """New weights beside the previous export's model.json (a kill between the two atomic writes) must not load as
+    a model: the digest in model.json catches it, and the pipeline treats the folder as needing a new export."""
+    from AlignFlowLib.segmenter import export as export_module
+
+    folder = tmp_path / "seg"
+    export_segmenter(build_segmenter("unet", 1), folder, architecture="unet", in_channels=1, image_size_px=SIZE)
+    assert export_module.is_current_export(folder)
+    torch.manual_seed(1)
+    other = build_segmenter("unet", 1)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # as far as the folder is concerned, the same as SIGKILL here
+
+    monkeypatch.setattr(export_module, "write_json_atomic", killed)
+    with pytest.raises(KeyboardInterrupt):
+        export_segmenter(other, folder, architecture="unet", in_channels=1, image_size_px=SIZE)
+    monkeypatch.undo()
+    with pytest.raises(InputDataError, match=r"model.safetensors: is not the weights file model.json describes"):
+        ExportedSegmenter.load(folder)
+    assert not export_module.is_current_export(folder)
+    export_segmenter(other, folder, architecture="unet", in_channels=1, image_size_px=SIZE)  # exporting again heals
+    loaded = ExportedSegmenter.load(folder).module.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in other.state_dict().items())
 
 
 def test_export_refuses_a_model_its_description_cannot_rebuild(tmp_path):

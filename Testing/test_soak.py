@@ -1,5 +1,6 @@
 """A few kill points of bench/soak_kill_resume.py in CI: a whole `alignflow run` killed with SIGKILL in the middle of
-stage 1 or of alignment and resumed ends exactly like one that was never interrupted (the script runs many)."""
+stage 1 or of alignment, or exactly while it writes synthetic pairs and then while it exports the segmenter, and
+resumed, ends exactly like one that was never interrupted (the script runs many)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,33 @@ def test_run_killed_mid_stage_and_resumed_equals_an_uninterrupted_run(soak_setup
     resumed = subprocess.run(soak.command(data, config, run) + ["--resume"], env=env, capture_output=True,
                              text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert soak.outputs(run) == expected
+
+
+@pytest.mark.skipif(os.name == "nt", reason="SIGKILL")
+def test_kills_while_writing_pairs_and_between_the_export_files_resume_to_the_same_run(soak_setup):
+    """Steps of milliseconds, hit exactly by bench/fault_injection.py: SIGKILL at the 9th synthetic PNG file, then (on
+    the resumed run) after the segmenter's weights are written but before its model.json."""
+    from AlignFlowLib.segmenter.export import is_current_export
+
+    root, data, config, env, expected = soak_setup
+    run = root / "killed-short-steps"
+    _, target, call = soak.FAULT_POINTS["synthesize_pairs"]
+    first = subprocess.run(soak.fault_command(target, call, data, config, run), env=env, capture_output=True)
+    assert first.returncode == -signal.SIGKILL
+    assert not (run / "synthetic").exists() and list(run.glob(".synthetic.new-*"))  # half-written, aside
+
+    _, target, _ = soak.FAULT_POINTS["segmenter_export"]  # its first call now: the source segmenter's export is done
+    second = subprocess.run(soak.fault_command(target, 1, data, config, run, resume=True), env=env,
+                            capture_output=True)
+    assert second.returncode == -signal.SIGKILL
+    exported = run / "segmenter" / "exported"
+    assert (exported / "model.safetensors").is_file() and not is_current_export(exported)
+    assert not list(run.glob(".synthetic.*"))  # the leftover of the first kill was cleared
+
+    third = subprocess.run(soak.command(data, config, run) + ["--resume"], env=env, capture_output=True, text=True,
+                           timeout=900)
+    assert third.returncode == 0, third.stderr[-2000:]
     assert soak.outputs(run) == expected
 
 

@@ -220,7 +220,7 @@ def test_a_full_disk_while_saving_a_checkpoint_keeps_the_previous_one(tmp_path, 
 
     import torch
 
-    from AlignFlowLib import checkpoint
+    from AlignFlowLib import atomic, checkpoint
 
     path = tmp_path / "checkpoints" / "image_generator_last.pt"
     checkpoint.save_checkpoint(path, {"step": 10, "weights": torch.ones(3)})
@@ -229,10 +229,10 @@ def test_a_full_disk_while_saving_a_checkpoint_keeps_the_previous_one(tmp_path, 
     def disk_full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(checkpoint.os, "fsync", disk_full)
+    monkeypatch.setattr(atomic.os, "fsync", disk_full)
     with pytest.raises(OSError, match="No space left"):
         checkpoint.save_checkpoint(path, {"step": 20, "weights": torch.zeros(3)})
-    monkeypatch.setattr(checkpoint.os, "fsync", real_fsync)
+    monkeypatch.setattr(atomic.os, "fsync", real_fsync)
     kept = checkpoint.load_checkpoint(path)
     assert kept["step"] == 10 and torch.equal(kept["weights"], torch.ones(3))
     assert [p.name for p in path.parent.iterdir()] == [path.name]
@@ -243,7 +243,7 @@ def test_cli_reports_a_full_disk_as_a_run_folder_problem_and_resumes(tmp_path, m
     import errno
     import os
 
-    from AlignFlowLib import checkpoint
+    from AlignFlowLib import atomic, checkpoint
     from AlignFlowLib.config import to_dict
     from conftest import tiny_config
 
@@ -260,10 +260,10 @@ def test_cli_reports_a_full_disk_as_a_run_folder_problem_and_resumes(tmp_path, m
                 raise OSError(errno.ENOSPC, "No space left on device")
         real_fsync(fd)
 
-    monkeypatch.setattr(checkpoint.os, "fsync", fsync)
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
     assert main(args) == 4
     assert "no space left on the device" in _error_line(capsys)["message"]
-    monkeypatch.setattr(checkpoint.os, "fsync", real_fsync)
+    monkeypatch.setattr(atomic.os, "fsync", real_fsync)
     assert checkpoint.load_checkpoint(tmp_path / "run" / "checkpoints" / "image_generator_last.pt")["step"] == 10
     assert main(args + ["--resume"]) == 0
 

@@ -31,6 +31,10 @@ segmenter_only() {
   echo "done $name"
 }
 segmenter_only strong-segmenter-recipe --set segmenter.strong_augment=true  # the preferred recipe that the check vetoed
+# Fewer synthetic pairs per batch: at 0.5, each of the 300 synthetic pairs is seen three times as often as a real pair
+segmenter_only synthetic-ratio-0.25 --set segmenter.synthetic_ratio=0.25
+# Twice the segmenter steps: does the seed-to-seed spread (the main source of interval width) shrink?
+segmenter_only segmenter-600-steps --set segmenter.num_steps=600
 run all-reference-selection --set align.selection=all_references --references K5_seed0,K5_seed1,K5_seed2
 run source-masks --set align.condition_masks=source
 run unclamped-reward --set align.clamp_reward_input=false

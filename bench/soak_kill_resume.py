@@ -8,6 +8,10 @@ resumed with `--resume` until it exits. The stage that was running at the kill i
 events.jsonl. The finished run must equal the reference: same synthetic images (bytes), same exported segmenter
 weights (tensors) and the same metrics, since every stage restores its random-number state from its checkpoint.
 
+Steps that take milliseconds (writing the synthetic pairs, each segmenter export, the evaluation that writes
+metrics.json) are hit exactly instead, once each: the run is started through `bench/fault_injection.py`, which kills
+it with SIGKILL at the N-th call of the function doing that step (`--no-fault-points` skips these).
+
     .venv/bin/python bench/soak_kill_resume.py --kills 18          # 3 per stage; writes bench/results/soak-cpu.json
 
 Prints one line per trial and the summary; POSIX only (process groups).
@@ -94,6 +98,25 @@ def last_stage(run: Path) -> str:
 
 STAGES = ("image_generator", "mask_generator", "source_segmenter", "align", "synthesize", "segmenter")
 
+# Exact kill points in the short steps: key → (what is cut, module:function as its caller names it, which call).
+FAULT_POINTS = {
+    "source_segmenter_export": ("source_segmenter export (weights written, model.json not)",
+                                "AlignFlowLib.segmenter.export:write_json_atomic", 1),
+    "synthesize_pairs": ("synthesize (9th of 32 PNG files)", "AlignFlowLib.data.folders:write_png", 9),
+    "synthesize_last_pair": ("synthesize (last PNG file, before the manifest)", "AlignFlowLib.data.folders:write_png",
+                             32),
+    "segmenter_export": ("segmenter export (weights written, model.json not)",
+                         "AlignFlowLib.segmenter.export:write_json_atomic", 2),
+    "evaluation": ("evaluation (source-only scored, final model not)", "AlignFlowLib.pipeline:evaluate_exported", 2),
+    "metrics": ("metrics.json (results computed, not written)", "AlignFlowLib.pipeline:_brief", 2),
+}
+
+
+def fault_command(target: str, call: int, data: dict, config: Path, run: Path, resume: bool = False) -> list[str]:
+    """`command(...)` started through bench/fault_injection.py, SIGKILLed at the `call`-th call of `target`."""
+    return ([sys.executable, str(REPO / "bench" / "fault_injection.py"), "--at", target, "--call", str(call),
+             "--fault", "kill", "--"] + command(data, config, run)[3:] + (["--resume"] if resume else []))
+
 
 def wait_for_stage(run: Path, stage: str, process: subprocess.Popen, timeout_s: float = 600) -> bool:
     """Poll the run's events.jsonl until `stage` reports progress; False if the run ended first."""
@@ -113,6 +136,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "soak-cpu.json")
     parser.add_argument("--random-times", action="store_true",
                         help="kill at a uniform moment of the run instead of inside each stage in turn")
+    parser.add_argument("--no-fault-points", dest="fault_points", action="store_false",
+                        help="skip the exact kills in the short steps (synthetic pairs, exports, evaluation)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
@@ -135,6 +160,16 @@ def main() -> int:
         expected = outputs(root / "reference")
         print(f"reference run: {reference_s:.1f} s")
 
+        def resume_and_compare(run: Path) -> tuple[int | None, int, bool, list[str]]:
+            resumes, code = 0, None
+            while code != 0 and resumes < 3:
+                resumes += 1
+                code = subprocess.run(command(data, config, run) + ["--resume"], env=env, capture_output=True,
+                                      text=True).returncode
+            same = code == 0 and outputs(run) == expected
+            differs = [] if same or code != 0 else [k for k, v in outputs(run).items() if v != expected[k]]
+            return code, resumes, same, differs
+
         trials = []
         for trial in range(args.kills):
             run = root / f"trial{trial}"
@@ -154,32 +189,41 @@ def main() -> int:
                 killed = True
             delay = time.monotonic() - started_at
             stage = last_stage(run) if killed else "finished"
-            resumes, code = 0, 0 if not killed else None
-            while code != 0 and resumes < 3:
-                resumes += 1
-                code = subprocess.run(command(data, config, run) + ["--resume"], env=env, capture_output=True,
-                                      text=True).returncode
-            same = code == 0 and outputs(run) == expected
-            differs = [] if same or code != 0 else [k for k, v in outputs(run).items() if v != expected[k]]
+            code, resumes, same, differs = resume_and_compare(run) if killed else (0, 0, outputs(run) == expected, [])
             trials.append({"delay_s": round(delay, 2), "killed": killed, "stage_at_kill": stage,
                            "resume_exit_code": code, "resumes": resumes, "identical": same, "differs": differs})
             print(f"trial {trial}: kill at {delay:5.1f} s in {stage:18s} resume exit {code}, "
                   f"{'identical' if same else 'DIFFERENT ' + ','.join(differs)}")
 
+        for index, (what, target, call) in enumerate(FAULT_POINTS.values() if args.fault_points else ()):
+            run = root / f"fault{index}"
+            started_at = time.monotonic()
+            exit_code = subprocess.run(fault_command(target, call, data, config, run), env=env, capture_output=True,
+                                       text=True).returncode
+            killed = exit_code == -signal.SIGKILL
+            code, resumes, same, differs = resume_and_compare(run) if killed else (exit_code, 0, False, [])
+            trials.append({"delay_s": round(time.monotonic() - started_at, 2), "killed": killed,
+                           "stage_at_kill": what, "fault_at": f"{target} call {call}",
+                           "resume_exit_code": code, "resumes": resumes, "identical": same, "differs": differs})
+            print(f"fault {index}: {what}: {'killed' if killed else f'NOT KILLED (exit {exit_code})'}, "
+                  f"resume exit {code}, {'identical' if same else 'DIFFERENT ' + ','.join(differs)}")
+
     by_stage: dict[str, dict[str, int]] = {}
-    for t in trials:
+    killed = [t for t in trials if t["killed"]]
+    for t in killed:
         entry = by_stage.setdefault(t["stage_at_kill"], {"kills": 0, "completed": 0, "identical": 0})
         entry["kills"] += 1
         entry["completed"] += t["resume_exit_code"] == 0
         entry["identical"] += t["identical"]
-    summary = {"device": "cpu", "kills": len(trials), "completed": sum(t["resume_exit_code"] == 0 for t in trials),
-               "identical": sum(t["identical"] for t in trials), "reference_run_s": round(reference_s, 1),
-               "by_stage": by_stage, "trials": trials, "settings": list(SOAK_SETTINGS),
-               "wall_time_s": round(time.monotonic() - started, 1)}
+    summary = {"device": "cpu", "kills": len(killed), "completed": sum(t["resume_exit_code"] == 0 for t in killed),
+               "identical": sum(t["identical"] for t in killed), "not_killed": len(trials) - len(killed),
+               "reference_run_s": round(reference_s, 1), "by_stage": by_stage, "trials": trials,
+               "settings": list(SOAK_SETTINGS), "wall_time_s": round(time.monotonic() - started, 1)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2))
     print(json.dumps({k: v for k, v in summary.items() if k not in ("trials", "settings")}, indent=2))
-    return 0 if summary["completed"] == summary["kills"] else 1
+    faults_missed = any(not t["killed"] for t in trials if "fault_at" in t)
+    return 0 if summary["identical"] == summary["kills"] and not faults_missed else 1
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ from .. import pipeline
 from ..baselines.augment import classic_augment
 from ..baselines.fda import fourier_domain_adaptation
 from ..baselines.histogram import match_histograms
-from ..checkpoint import load_checkpoint, write_json_atomic
+from ..atomic import write_json_atomic
+from ..checkpoint import load_checkpoint
 from ..config import RunConfig, SegmenterConfig, apply_overrides, replace, to_dict
 from ..data.folders import ImageSet, PairSet, load_pairs, write_images, write_pairs
 from ..device import set_cpu_bf16

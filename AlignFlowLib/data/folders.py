@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..checkpoint import write_json_atomic
+from ..atomic import write_json_atomic
 from ..config import DataConfig
 from ..errors import AlignFlowError, InputDataError
 from .io import file_stem, is_supported, prepare_image, prepare_mask, read_slices, write_png

@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..atomic import replace_folder
 from .nodes import (add_segment, array_from_volume, labelmap_from_mask, mask_from_segments, move_to_folder,
                     read_volume, segmentation_for, subject_hierarchy_folder, write_mask_to_segment, write_volume)
 
@@ -39,29 +40,6 @@ def safe_stem(name: str, taken: set[str]) -> str:
         unique, index = f"{stem}_{index}", index + 1
     taken.add(unique.lower())
     return unique
-
-
-def replace_folder(folder: Path, write: Callable[[Path], None]) -> Path:
-    """Fill a fresh sibling folder with `write(new_folder)`, then swap it in for `folder` by renames, so the folder
-    holds exactly this export (files of cases no longer selected disappear) and a failed export leaves the previous
-    one untouched."""
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    fresh = folder.parent / f".{folder.name}.new-{os.getpid()}"
-    stale = folder.parent / f".{folder.name}.old-{os.getpid()}"
-    for leftover in (fresh, stale):
-        shutil.rmtree(leftover, ignore_errors=True)
-    try:
-        fresh.mkdir()
-        write(fresh)
-    except BaseException:
-        shutil.rmtree(fresh, ignore_errors=True)
-        raise
-    if folder.exists():
-        folder.rename(stale)
-    fresh.rename(folder)
-    shutil.rmtree(stale, ignore_errors=True)
-    return folder
 
 
 def export_pairs(scene, pairs: Sequence[tuple[object, object]], folder: Path,

@@ -9,6 +9,7 @@ and the 3D Slicer Segment Editor effect.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,7 +19,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from ..checkpoint import atomic_write, write_json_atomic
+from ..atomic import atomic_write, write_json_atomic
 from ..errors import AlignFlowError, InputDataError
 from ..version import __version__
 from .model import build_from_description, network_description
@@ -50,9 +51,11 @@ def export_segmenter(model: torch.nn.Module, folder: Path, *, architecture: str,
     folder.mkdir(parents=True, exist_ok=True)
     payload = save_safetensors(state, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
     atomic_write(folder / WEIGHTS, lambda handle: handle.write(payload))
+    # Each file is replaced atomically, but not both at once: the digest ties model.json to its weights, so a kill
+    # between the two writes leaves an export that is refused (and remade by a resumed run), never a mismatched one.
     write_json_atomic(folder / "model.json", {
         "format": FORMAT, "format_version": FORMAT_VERSION, "architecture": architecture, "network": description,
-        "weights": WEIGHTS, "labels": list(labels), "spatial_dims": 2, "in_channels": in_channels,
+        "weights": WEIGHTS, "weights_sha256": hashlib.sha256(payload).hexdigest(), "labels": list(labels), "spatial_dims": 2, "in_channels": in_channels,
         "image_size_px": image_size_px, "resize_mode": resize_mode, "intensity": "uint8-or-percentile",
         "threshold": 0.5, "output": "logits", "library_version": __version__,
         "training_summary": training_summary or {}, "metrics": metrics or {},
@@ -95,13 +98,34 @@ def read_model_json(folder: Path) -> dict[str, Any]:
     return meta
 
 
-def is_current_export(folder: Path) -> bool:
-    """Whether `folder` holds an export this library loads (so an old one can be replaced, not trusted)."""
+def read_weights(folder: Path, meta: dict[str, Any]) -> bytes:
+    """The weights file's bytes, checked against the digest model.json recorded (exports before it had none).
+
+    Raises:
+        InputDataError: naming the file — outside the folder, unreadable, or not the weights model.json describes.
+    """
+    meta_path, weights_path = Path(folder) / "model.json", Path(folder) / str(meta.get("weights", WEIGHTS))
+    if weights_path.parent != Path(folder):
+        raise InputDataError("names a weights file outside its folder", meta_path)
     try:
-        read_model_json(folder)
+        payload = weights_path.read_bytes()
+    except OSError as error:
+        raise InputDataError(f"weights do not load ({error.strerror or type(error).__name__})", weights_path) from error
+    expected = meta.get("weights_sha256")
+    if expected is not None and hashlib.sha256(payload).hexdigest() != expected:
+        raise InputDataError("is not the weights file model.json describes (its SHA-256 differs: an export cut "
+                             "short, or files from two exports); export again", weights_path)
+    return payload
+
+
+def is_current_export(folder: Path) -> bool:
+    """Whether `folder` holds a complete export this library loads (so an old or half-written one is remade, not
+    trusted)."""
+    try:
+        read_weights(folder, read_model_json(folder))
     except InputDataError:
         return False
-    return (Path(folder) / WEIGHTS).is_file()
+    return True
 
 
 class ExportedSegmenter:
@@ -117,14 +141,13 @@ class ExportedSegmenter:
         folder, device = Path(folder), torch.device(device)
         meta = read_model_json(folder)
         meta_path, weights_path = folder / "model.json", folder / str(meta.get("weights", WEIGHTS))
-        if weights_path.parent != folder:
-            raise InputDataError("names a weights file outside its folder", meta_path)
+        payload = read_weights(folder, meta)
         try:
             module = build_from_description(meta["network"])
         except (ValueError, AlignFlowError) as error:
             raise InputDataError(f"network description: {error}", meta_path) from error
         try:
-            state = load_safetensors(weights_path.read_bytes())
+            state = load_safetensors(payload)
         except Exception as error:  # missing, truncated or not safetensors (the library raises several types)
             raise InputDataError(f"weights do not load ({type(error).__name__})", weights_path) from error
         try:
