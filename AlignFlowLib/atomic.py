@@ -17,8 +17,17 @@ def _umask() -> int:
     return mask
 
 
+def writes_files() -> bool:
+    """False on the ranks other than 0 of a `torchrun` job (RANK is torchrun's variable): one rank writes the run
+    folder, the others compute the same values and meet it at barriers (`distributed.py`)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def atomic_write(path: Path, write) -> None:
-    """Write to a temporary file beside `path`, fsync, then rename: a kill leaves the old file or the new, never half."""
+    """Write to a temporary file beside `path`, fsync, then rename: a kill leaves the old file or the new, never half.
+    Does nothing on a rank other than 0."""
+    if not writes_files():
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

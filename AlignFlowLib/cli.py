@@ -17,6 +17,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from .atomic import writes_files
 from .bench.methods import METHODS as BENCH_METHODS
 from .errors import AlignFlowError, CancelledByUser, RunFolderError, UsageError
 from .events import EventFanout, JsonlPrinter, JsonlWriter, ProgressBar
@@ -268,6 +269,12 @@ def _command(args: argparse.Namespace, on_event) -> dict[str, Any]:
     from .run_folder import RunFolder
 
     device = select_device(args.device)
+    if launched_by_torchrun():
+        from . import distributed
+
+        device = distributed.init_from_environment(device)
+        on_event({"event": "log", "message": f"torchrun: {distributed.world().size} processes "
+                                             f"({distributed.world().backend})"})
     on_event({"event": "log", "message": f"device: {device}"})
 
     if args.command == "demo":
@@ -481,13 +488,34 @@ def _internal_error(error: BaseException, log_writer, on_event) -> int:
     return 1
 
 
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+# The commands that train data-parallel under torchrun; the others sample or score in one process.
+DISTRIBUTED_COMMANDS = ("train", "align", "run", "segmenter train")
+
+
+def _other_rank_sink(event: dict) -> None:
+    """Ranks other than 0 under torchrun: rank 0 reports progress and writes the log; they print only errors."""
+    if event.get("event") == "error":
+        print(f"rank {os.environ.get('RANK')}: {event.get('message')}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    sinks = [JsonlPrinter() if args.progress == "jsonl" else ProgressBar()]
+    other_rank = launched_by_torchrun() and not writes_files()
+    sinks = [_other_rank_sink if other_rank else JsonlPrinter() if args.progress == "jsonl" else ProgressBar()]
     run_root = getattr(args, "out", None) if args.command in ("train", "run") else getattr(args, "run", None)
     if args.command == "demo":
         run_root = Path(args.out) / "run"
+    command = args.command + (f" {args.segmenter_command}" if args.command == "segmenter" else "")
+    if launched_by_torchrun() and command not in DISTRIBUTED_COMMANDS:
+        error = UsageError(f"`alignflow {command}` runs in one process; start it without torchrun (torchrun runs "
+                           f"{', '.join(DISTRIBUTED_COMMANDS)})")
+        sinks[0]({"event": "error", "message": str(error), "exit_code": error.exit_code})
+        return error.exit_code
     early = _options_error(args)
     if early is not None:  # a bad option value: one line, exit 2, and no run folder is created or touched
         sinks[0]({"event": "error", "message": str(early), "exit_code": early.exit_code})
@@ -495,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("align", "synthesize") and run_root is not None and not Path(run_root).is_dir():
         run_root = None  # a mistyped --run is reported by the command, never created by its log or lock
     log_writer = None
-    if run_root is not None and args.command != "segmenter":
+    if run_root is not None and args.command != "segmenter" and not other_rank:
         try:
             log_writer = JsonlWriter(Path(run_root) / "events.jsonl")
         except OSError as error:  # e.g. a parent that cannot hold folders
@@ -510,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if watcher is not None:
             watcher.start()
-        lock_dir = _locked_folder(args, run_root)
+        lock_dir = None if other_rank else _locked_folder(args, run_root)  # rank 0 holds it for the job
         if lock_dir is not None:
             lock = RunFolderLock(lock_dir).acquire()
         payload = _command(args, on_event)
@@ -541,6 +569,10 @@ def main(argv: list[str] | None = None) -> int:
             lock.release()
         if log_writer is not None:
             log_writer.close()
+        if launched_by_torchrun() and "torch.distributed" in sys.modules:
+            from . import distributed
+
+            distributed.shutdown()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from . import distributed
 from .atomic import replace_folder
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import (ImageGeneratorConfig, MaskGeneratorConfig, RunConfig, SynthesisConfig, replace,
@@ -140,6 +141,7 @@ def align(run: RunFolder, references_dir: Path, device: torch.device, resume: bo
                "num_references": len(references), "eval_step": result.history.get("eval_step", []),
                "heldout_mmd": result.history.get("heldout_mmd", [])}
     run.update_metrics(align=summary)
+    distributed.barrier()  # the aligned generator is on disk for every rank
     return summary
 
 
@@ -227,10 +229,12 @@ def run_all(run: RunFolder, references_dir: Path, device: torch.device, test_dir
         load_pairs(Path(test_dir), config.data)
     train_generators(run, device, resume, on_event)
     align(run, references_dir, device, resume, on_event)
-    synthesize(run, device, on_event=on_event)
+    if distributed.is_main():  # sampling is not data parallel: rank 0 writes the pairs, the others wait
+        synthesize(run, device, on_event=on_event)
+    distributed.barrier()
     exported = train_final_segmenter(run, device, resume=resume, on_event=on_event)
     results: dict[str, Any] = {"segmenter": str(exported)}
-    if test_dir is not None:
+    if test_dir is not None and distributed.is_main():
         results["target_test"] = {
             "source_only": _brief(evaluate_exported(run.source_segmenter / "exported", test_dir, device)),
             "source_plus_aligned_synthetic": _brief(evaluate_exported(exported, test_dir, device)),

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,10 @@ class RunFolder:
         self.root.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.config_path, {"library_version": __version__, "inputs": inputs,
                                              "config": to_dict(config)})
+        if os.environ.get("WORLD_SIZE", "1") != "1":  # torchrun: rank 0 wrote it, every rank reads it next
+            from .distributed import barrier
+
+            barrier()
 
     def load_config(self) -> tuple[RunConfig, dict[str, Any]]:
         if not self.config_path.is_file():

@@ -19,7 +19,8 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from ..atomic import atomic_write, write_json_atomic
+from .. import distributed
+from ..atomic import atomic_write, write_json_atomic, writes_files
 from ..errors import AlignFlowError, InputDataError
 from ..version import __version__
 from .model import build_from_description, network_description
@@ -55,14 +56,16 @@ def export_segmenter(model: torch.nn.Module, folder: Path, *, architecture: str,
     # between the two writes leaves an export that is refused (and remade by a resumed run), never a mismatched one.
     write_json_atomic(folder / "model.json", {
         "format": FORMAT, "format_version": FORMAT_VERSION, "architecture": architecture, "network": description,
-        "weights": WEIGHTS, "weights_sha256": hashlib.sha256(payload).hexdigest(), "labels": list(labels), "spatial_dims": 2, "in_channels": in_channels,
+        "weights": WEIGHTS, "weights_sha256": hashlib.sha256(payload).hexdigest(), "labels": list(labels),
+        "spatial_dims": 2, "in_channels": in_channels,
         "image_size_px": image_size_px, "resize_mode": resize_mode, "intensity": "uint8-or-percentile",
         "threshold": 0.5, "output": "logits", "library_version": __version__,
         "training_summary": training_summary or {}, "metrics": metrics or {},
     })
     stale = folder / "model.pt"  # an earlier TorchScript export in the same folder would only mislead
-    if stale.is_file():
+    if stale.is_file() and writes_files():
         stale.unlink()
+    distributed.barrier()  # under torchrun rank 0 wrote the export; the others may load it next
     return folder
 
 

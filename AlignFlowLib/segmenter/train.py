@@ -10,6 +10,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .. import distributed
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import SegmenterConfig, from_dict
 from ..device import autocast, seeded_generator
@@ -60,10 +61,14 @@ def _check_pairs(images: torch.Tensor, masks: torch.Tensor, what: str) -> None:
 
 
 def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """BCE with logits + soft Dice over the batch (fp32)."""
+    """BCE with logits + soft Dice over the batch (fp32). Under torchrun the Dice's sums run over the global batch,
+    so the loss is the one a single process computes on it."""
     logits, masks = logits.float(), masks.float()
     probs = torch.sigmoid(logits)
-    soft_dice = 1 - (2 * (probs * masks).sum() + 1) / (probs.sum() + masks.sum() + 1)
+    sums = distributed.sum_over_ranks(torch.stack([(probs * masks).sum(), probs.sum() + masks.sum()]))
+    # Each rank holds the global Dice; its gradient reaches every rank's rows N times (the all-reduce's backward
+    # sums), and DDP's averaging divides by N: the BCE is a mean of rank means, so it is simply averaged.
+    soft_dice = 1 - (2 * sums[0] + 1) / (sums[1] + 1)
     return F.binary_cross_entropy_with_logits(logits, masks) + soft_dice
 
 
@@ -106,6 +111,7 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, config: Segmenter
         return {"kind": "segmenter", "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "step": step, "config": dataclasses.asdict(config),
                 "architecture": config.architecture, "in_channels": images.shape[1], "rng": generator.get_state(),
+                "distributed": distributed.world().describe(),
                 **({"ema": ema.state_dict()} if ema is not None else {})}
 
     # Resume.
@@ -127,9 +133,10 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, config: Segmenter
         progress.log(f"resumed from step {step}")
 
     model.train()
+    net = distributed.wrap(model, device)
     running = 0.0
     while step < config.num_steps:
-        # Sample batch.
+        # Sample the global batch (this rank trains on its rows of it).
         parts_x, parts_y = [], []
         if num_real:
             index = torch.randint(len(images), (num_real,), generator=generator)
@@ -142,10 +149,11 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, config: Segmenter
             x, y = augment_pairs(x, y, generator)
         if config.strong_augment:
             x, y = classic_augment(x, y, generator)
+        x, y = distributed.shard(x, y)
 
         # Update weights.
         with autocast(device):
-            logits = model(x.to(device).contiguous(memory_format=torch.channels_last))
+            logits = net(x.to(device).contiguous(memory_format=torch.channels_last))
         loss = segmentation_loss(logits, y.to(device))
         if not math.isfinite(loss.item()):
             raise TrainingDivergedError(f"{stage}: non-finite loss at step {step}; lower the learning rate")
@@ -165,6 +173,7 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, config: Segmenter
         # Save snapshot.
         if checkpoint_path is not None and (step % save_every == 0 or step == config.num_steps):
             save_checkpoint(checkpoint_path, snapshot())
+    distributed.barrier()  # the other ranks may read the checkpoint rank 0 wrote
     final = ema if ema is not None else model
     return final.to(memory_format=torch.contiguous_format).eval()
 

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .. import distributed
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import AlignConfig, to_dict
 from ..device import autocast, seeded_generator
@@ -126,10 +127,16 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
     eval_masks, eval_seeds = condition_masks[eval_index], list(range(10_000, 10_000 + eval_count))
 
     def heldout_mmd() -> float | None:
+        """Rank 0 scores, every rank receives its number: one early-stopping decision for all ranks."""
         if holdout_features is None:
             return None
-        images = generate_images(model, eval_masks, eval_seeds, config.sampler, device)
-        return float(mmd2_unbiased(_features(select_features, images.to(device)), holdout_features, config.kernel))
+        value = torch.zeros((), dtype=torch.float64, device=device)
+        if distributed.is_main():
+            images = generate_images(model, eval_masks, eval_seeds, config.sampler, device)
+            model.train()  # generate_images switched it to eval; all ranks stay in one mode
+            value += float(mmd2_unbiased(_features(select_features, images.to(device)), holdout_features,
+                                         config.kernel))
+        return float(distributed.broadcast_from_main(value))
 
     step, best_step, best_metric, bad_evals, stopped_early = 0, 0, math.inf, 0, False
     history: dict[str, list] = {"step": [], "loss": [], "mmd": [], "anchor": [], "mask": [],
@@ -140,7 +147,7 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
         return {"kind": "align_state", "library_version": __version__, "step": step, "config": to_dict(config),
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": generator.get_state(),
                 "history": history, "best_step": best_step, "best_metric": best_metric, "bad_evals": bad_evals,
-                "stopped_early": stopped_early,
+                "stopped_early": stopped_early, "distributed": distributed.world().describe(),
                 "best_model": best_state if best_state is not None else {}}
 
     # Resume.
@@ -162,20 +169,23 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
         progress.log(f"held-out MMD² before alignment: {best_metric:.4f} "
                      f"({len(reward_idx)} reward / {len(holdout_idx)} held-out references)")
 
+    net = distributed.wrap(model, device)  # under torchrun: this rank's rows of each global batch, DDP gradients
     while step < config.num_steps and not stopped_early:
         # Generate a batch through the differentiable sampler.
         index = torch.randint(len(condition_masks), (config.batch_size,), generator=generator)
         masks = condition_masks[index].to(device)
         noise = torch.randn((config.batch_size, *source_images.shape[1:]), generator=generator).to(device)
+        masks, noise = distributed.shard(masks, noise)
         with autocast(device):
-            images = sample_ode(guided_velocity(model, masks, config.sampler.guidance_scale), noise,
+            images = sample_ode(guided_velocity(net, masks, config.sampler.guidance_scale), noise,
                                 config.sampler.method, config.sampler.num_steps, config.grad_last_steps,
                                 config.checkpoint_activations)
 
-        # Reward: MMD² to the references in feature space, on the pixels synthesis will write.
+        # Reward: MMD² to the references in feature space, on the pixels synthesis will write; a distribution-level
+        # term, so every rank scores the features of the whole global batch (gathered with their gradients).
         if config.clamp_reward_input:
             images = images.clamp(-1, 1)
-        mmd = mmd2_unbiased(extractor(images.float()), reward_features, config.kernel)
+        mmd = mmd2_unbiased(distributed.gather_rows(extractor(images.float())), reward_features, config.kernel)
         loss = mmd
 
         # Anchor: the stage-1 flow-matching loss on source pairs.
@@ -185,9 +195,11 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
             x1, a_mask = source_images[a_index].to(device), drop_masks(source_masks[a_index], mask_dropout,
                                                                           generator).to(device)
             x0 = torch.randn(x1.shape, generator=generator).to(device)
-            path = interpolate(x0, x1, sample_time(len(x1), generator=generator).to(device))
+            t = sample_time(len(x1), generator=generator).to(device)
+            x0, x1, t, a_mask = distributed.shard(x0, x1, t, a_mask)
+            path = interpolate(x0, x1, t)
             with autocast(device):
-                anchor = flow_matching_loss(model(path.x_t, path.t, a_mask), path)
+                anchor = flow_matching_loss(net(path.x_t, path.t, a_mask), path)
             loss = loss + config.anchor_weight * anchor
 
         # Mask consistency: the frozen source segmenter must still find the conditioning mask.
@@ -236,6 +248,7 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
         best_step, best_state = step, model.state_dict()
     if step == 0 and not Path(checkpoint_path).is_file():
         save_checkpoint(checkpoint_path, snapshot())
+    distributed.barrier()
     model.load_state_dict(best_state)
     if config.adapter == "lora":
         merge_lora(model)

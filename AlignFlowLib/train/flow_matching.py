@@ -12,6 +12,7 @@ from typing import Any, Callable, Optional, Tuple
 
 import torch
 
+from .. import distributed
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import to_dict
 from ..device import autocast, seeded_generator
@@ -31,7 +32,7 @@ def flow_checkpoint(kind: str, model: torch.nn.Module, ema: torch.nn.Module, opt
     """A checkpoint of plain data: weights, optimiser state, RNG state, config dict, metadata, loss history."""
     return {"kind": kind, "library_version": __version__, "step": step, "config": to_dict(config), "meta": meta,
             "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-            "rng": generator.get_state(), "history": history}
+            "rng": generator.get_state(), "history": history, "distributed": distributed.world().describe()}
 
 
 def rebuild_flow_model(payload: dict[str, Any], config_cls: type, weights: str = "ema") -> VelocityUNet:
@@ -52,6 +53,7 @@ def train_flow_model(kind: str, batch_fn: BatchFn, config: Any, meta: dict[str, 
     `config` is an `ImageGeneratorConfig` or `MaskGeneratorConfig`; `meta` must hold `data_channels` and
     `condition_channels` and is stored in the checkpoint so `rebuild_flow_model` needs nothing else.
     A killed run resumes from `checkpoint_path` and loses at most `config.checkpoint_every_steps` steps.
+    Under torchrun each rank trains on its rows of the global batch (`distributed.py`); rank 0 writes.
     """
     stage = stage or kind
     with torch.random.fork_rng(devices=[]):  # initial weights from the config's seed: the same generator twice
@@ -82,17 +84,19 @@ def train_flow_model(kind: str, batch_fn: BatchFn, config: Any, meta: dict[str, 
                                                          generator, history))
 
     model.train()
+    net = distributed.wrap(model, device)
     running = 0.0
     while step < config.num_steps:
-        # Sample path.
+        # Sample path: the global batch, then this rank's rows of it.
         x1, mask = batch_fn(generator)
         x0 = torch.randn(x1.shape, generator=generator).to(device)
         t = sample_time(x1.shape[0], config.t_sampling, config.t_logit_mean, config.t_logit_std, generator).to(device)
+        x0, x1, t, mask = distributed.shard(x0, x1, t, mask)
         path = interpolate(x0, x1, t)
 
         # Update weights.
         with autocast(device):
-            velocity = model(path.x_t, path.t, mask)
+            velocity = net(path.x_t, path.t, mask)
         loss = flow_matching_loss(velocity, path)
         if not math.isfinite(loss.item()):
             raise TrainingDivergedError(f"{stage}: non-finite loss at step {step}; lower the learning rate")
@@ -117,4 +121,5 @@ def train_flow_model(kind: str, batch_fn: BatchFn, config: Any, meta: dict[str, 
             save()
     if step == 0:
         save()
+    distributed.barrier()  # the other ranks read what rank 0 saved next
     return ema.eval()
