@@ -132,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--preset", default="smoke", help="smoke | cpu | gpu")
     bench.add_argument("--out", type=Path, default=None, help="default bench/results/<preset>-<device>")
     bench.add_argument("--resume", action="store_true", help="continue a cut-off benchmark in --out")
+    bench.add_argument("--workers", type=int, default=1,
+                       help="processes that train the segmenter jobs, one per GPU on CUDA (default 1: in this one)")
     bench.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                        help="change one setting, e.g. align.learning_rate=3e-5 (repeatable; marks an ablation)")
     bench.add_argument("--methods", default=None,
@@ -355,12 +357,13 @@ def _command(args: argparse.Namespace, on_event) -> dict[str, Any]:
                 if getattr(args, option) is None:
                     raise UsageError(f"bench pairs needs --{option}")
             results = run_pairs_benchmark(args.source, args.pool, args.test, out, args.preset, device, on_event,
-                                          args.source_val, args.clusters, tuple(args.overrides), methods, args.resume)
+                                          args.source_val, args.clusters, tuple(args.overrides), methods, args.resume,
+                                          args.workers)
         else:
             from .bench.polyp import run_polyp_benchmark
 
             results = run_polyp_benchmark(args.data, out, args.preset, device, on_event, tuple(args.overrides),
-                                          methods, args.reuse_stage1, reference_sets, args.resume)
+                                          methods, args.reuse_stage1, reference_sets, args.resume, args.workers)
         rows = method_rows(results) + paired_rows(results) + win_rows(results)
         on_event({"event": "log", "message": "\n" + "\n".join(" | ".join(str(c) for c in row) for row in rows)})
         return {"results": str(Path(out) / "results.json"), "wall_time_s": results["wall_time_s"]}
@@ -387,6 +390,8 @@ def _options_error(args: argparse.Namespace) -> AlignFlowError | None:
             resolve_config(args)
         elif args.command == "segmenter" and args.segmenter_command == "train":
             segmenter_train_config(args)
+        if args.command == "bench" and not 1 <= args.workers <= 1024:
+            raise UsageError(f"--workers {args.workers}: must be an integer from 1 to 1024")
         _check_output(args)
     except AlignFlowError as error:
         return error

@@ -88,6 +88,20 @@ def test_smoke_protocol_pairs_every_method_and_resumes(fake_polyp, tmp_path):
     assert again["methods"]["alignflow"]["by_k"]["K10"] == saved["methods"]["alignflow"]["by_k"]["K10"]
     assert again["wall_time_s"].get("segmenters", 0) == 0 and again["wall_time_s"].get("align", 0) == 0
 
+    # The same jobs in 2 worker processes: the job table (OUT/jobs) is filled by the workers, and the scores match
+    # those trained here (up to the float order of 1 thread per worker instead of 2).
+    spread = tmp_path / "results" / "smoke-workers"
+    shutil.copytree(out, spread)
+    shutil.rmtree(spread / "jobs" / "alignflow")
+    (spread / "results.json").unlink()
+    in_workers = run_polyp_benchmark(fake_polyp, spread, "smoke", CPU, resume=True, workers=2)
+    assert in_workers["wall_time_s"].get("segmenters", 0) == 0 and in_workers["wall_time_s"]["segmenters_wait"] > 0
+    assert len(list((spread / "jobs" / "alignflow").rglob("*.json"))) == 6  # 3 reference sets x 2 seeds
+    for name, entry in saved["methods"]["alignflow"]["per_set"].items():
+        for mine, theirs in zip(in_workers["methods"]["alignflow"]["per_set"][name]["runs"], entry["runs"]):
+            assert mine["seed"] == theirs["seed"] and mine["mdice"] == pytest.approx(theirs["mdice"], abs=0.03)
+    assert in_workers["methods"]["source_only"] == saved["methods"]["source_only"]
+
     # An ablation: stage 1 reused, one setting changed; kept out of the main README table.
     ablation_out = tmp_path / "results" / "smoke-ablation"
     ablation = run_polyp_benchmark(fake_polyp, ablation_out, "smoke", CPU, overrides=("align.anchor_weight=2",),

@@ -54,7 +54,8 @@ def read_clusters(path: Path | None, names: list[str]) -> list[str]:
 def run_pairs_benchmark(source: Path, references: Path, test: Path, out_dir: Path, preset_name: str,
                         device: torch.device, on_event: EventCallback = ignore_events, source_val: Path | None = None,
                         clusters: Path | None = None, overrides: tuple[str, ...] = (),
-                        methods: tuple[str, ...] | None = None, resume: bool = False) -> dict[str, Any]:
+                        methods: tuple[str, ...] | None = None, resume: bool = False,
+                        workers: int = 1) -> dict[str, Any]:
     protocol = load_protocol()
     config = bench_config(preset_name, overrides)
     pool = load_references(Path(references), config.data)
@@ -67,4 +68,5 @@ def run_pairs_benchmark(source: Path, references: Path, test: Path, out_dir: Pat
                      source_val=load_pairs(Path(source_val), config.data) if source_val else None,
                      test=test_pairs, test_clusters=read_clusters(clusters, test_pairs.names),
                      references=sets, source_dir=Path(source))
-    return run_benchmark(data, out_dir, preset_name, device, on_event, overrides, methods, None, tuple(sets), resume)
+    return run_benchmark(data, out_dir, preset_name, device, on_event, overrides, methods, None, tuple(sets), resume,
+                         workers)

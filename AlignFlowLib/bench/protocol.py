@@ -19,6 +19,7 @@ import shutil
 import statistics
 import subprocess
 import time
+from concurrent.futures import Future, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -42,11 +43,11 @@ from ..presets import DEFAULT, DEMO
 from ..reward.features import load_feature_extractor
 from ..run_folder import RunFolder
 from ..segmenter.metrics import dice_iou, summarize
-from ..segmenter.train import evaluate_segmenter, train_segmenter
 from ..version import __version__
 from .methods import METHODS, NON_GENERATIVE, meets_target
 from .report import write_bench_report
 from .stats import paired_difference
+from .workers import WorkerPool, train_and_score
 
 log = logging.getLogger(__name__)
 
@@ -189,37 +190,36 @@ def _reuse_stage1(run: RunFolder, earlier_out: Path, config: RunConfig) -> None:
 
 class SegmenterJobs:
     """Train-and-score jobs, one JSON file each under OUT/jobs named by seed and a hash of the recipe, so a resumed
-    benchmark skips finished ones and never mixes recipes."""
+    benchmark skips finished ones and never mixes recipes. `run` returns a future: done at once when the job ran
+    before or runs here, pending while a worker of `pool` trains it (its JSON is written the moment it finishes)."""
 
-    def __init__(self, root: Path, data: BenchData, device: torch.device, on_event: EventCallback, timer: Timer):
+    def __init__(self, root: Path, data: BenchData, device: torch.device, on_event: EventCallback, timer: Timer,
+                 pool: WorkerPool | None = None):
         self.root, self.data, self.device, self.on_event, self.timer = root, data, device, on_event, timer
+        self.pool = pool
 
     def run(self, method: str, set_name: str, config: SegmenterConfig, seed_offset: int,
-            extra: tuple[torch.Tensor, torch.Tensor] | None = None, score_test: bool = True) -> dict[str, Any]:
+            extra: tuple[torch.Tensor, torch.Tensor] | None = None, score_test: bool = True) -> Future:
         recipe = hashlib.sha1(json.dumps(to_dict(replace(config, seed=0)), sort_keys=True).encode()).hexdigest()[:8]
         path = self.root / method / set_name / f"seed{config.seed + seed_offset}-{recipe}.json"
-        if path.is_file():
-            return json.loads(path.read_text())
         seeded = replace(config, seed=config.seed + seed_offset)
-
-        def work() -> dict[str, Any]:
-            model = train_segmenter(self.data.source.images, self.data.source.masks, seeded, self.device,
-                                    self.on_event, synthetic_images=None if extra is None else extra[0],
-                                    synthetic_masks=None if extra is None else extra[1],
-                                    stage=f"segmenter:{method}:{set_name}:{seeded.seed}")
-            job: dict[str, Any] = {"method": method, "reference_set": set_name, "seed": seeded.seed}
-            if self.data.source_val is not None and len(self.data.source_val):
-                job["source_val_mdice"] = evaluate_segmenter(model, self.data.source_val.images,
-                                                             self.data.source_val.masks, self.device)["mdice"]
-            if score_test:
-                scores = evaluate_segmenter(model, self.data.test.images, self.data.test.masks, self.device)
-                job.update(mdice=scores["mdice"], miou=scores["miou"], dice=[round(v, 5) for v in scores["dice"]],
-                           iou=[round(v, 5) for v in scores["iou"]])
-            return job
-
-        job = self.timer("segmenters", work)
+        if path.is_file():
+            return _done(json.loads(path.read_text()))
+        if self.pool is not None:
+            future = self.pool.submit(method, set_name, seeded, extra, score_test)
+            future.add_done_callback(lambda done: done.exception() is None and write_json_atomic(path, done.result()))
+            return future
+        job = self.timer("segmenters", lambda: train_and_score(
+            self.data.source, self.data.test, self.data.source_val, self.device, method, set_name, seeded, extra,
+            score_test, self.on_event))
         write_json_atomic(path, job)
-        return job
+        return _done(job)
+
+
+def _done(job: dict[str, Any]) -> Future:
+    future: Future = Future()
+    future.set_result(job)
+    return future
 
 
 def summarize_method(jobs: dict[str, list[dict]]) -> dict[str, Any]:
@@ -315,7 +315,8 @@ def win_checks(by_k_paired: dict[str, dict[str, Any]], alignflow_by_k: dict[str,
 def run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: torch.device,
                   on_event: EventCallback = ignore_events, overrides: tuple[str, ...] = (),
                   methods: tuple[str, ...] | None = None, reuse_stage1: Path | None = None,
-                  reference_sets: tuple[str, ...] | None = None, resume: bool = False) -> dict[str, Any]:
+                  reference_sets: tuple[str, ...] | None = None, resume: bool = False,
+                  workers: int = 1) -> dict[str, Any]:
     """Run the protocol; writes results.json, per_image_dice.json and report.html in `out_dir`.
 
     Args:
@@ -324,6 +325,7 @@ def run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: torc
         reuse_stage1: an earlier benchmark output folder whose stage-1 generators (same settings) are reused.
         reference_sets: a subset of `data.references` (default: the preset's, else all).
         resume: continue a cut-off benchmark in `out_dir` (finished jobs are kept).
+        workers: processes that train the segmenter jobs (one per GPU on CUDA) while this one aligns and samples.
     """
     protocol, bench = load_protocol(), choose("benchmark preset", preset_name, BENCH_PRESETS)
     methods = tuple(methods or protocol["methods"])
@@ -362,154 +364,169 @@ def run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: torc
     timer("stage1", lambda: pipeline.train_generators(run, device, resume=True, on_event=on_event))
     judge = timer("source_segmenter", lambda: pipeline.ensure_source_segmenter(run, source, config, device, True,
                                                                                on_event))
-    jobs = SegmenterJobs(out_dir / "jobs", data, device, on_event, timer)
-    per_set: dict[str, dict[str, list[dict]]] = {m: {} for m in methods}
-    copy_index = torch.arange(count) % len(source)
+    with WorkerPool.optional(workers, device, source, test, data.source_val, bf16) as pool:
+        jobs = SegmenterJobs(out_dir / "jobs", data, device, on_event, timer, pool)
+        pending: dict[str, dict[str, list[Future]]] = {m: {} for m in methods}
+        copy_index = torch.arange(count) % len(source)
 
-    def score(method: str, set_name: str, extra=None) -> None:
-        per_set[method][set_name] = [jobs.run(method, set_name, config.segmenter, offset, extra)
-                                     for offset in range(seeds)]
+        def score(method: str, set_name: str, extra=None) -> None:
+            pending[method][set_name] = [jobs.run(method, set_name, config.segmenter, offset, extra)
+                                         for offset in range(seeds)]
 
-    # The segmenter recipe, chosen on source validation only (PROTOCOL.md): the preferred recipe unless it loses
-    # more than `max_source_val_loss` mDice there to the alternative. Explicit --set settings always win.
-    rule = protocol["recipe_check"]
-    recipe_check: dict[str, Any] = {"preferred": list(recipe), "alternative": rule["alternative"],
-                                    "max_source_val_loss": rule["max_source_val_loss"], "chosen": "preferred"}
-    if data.source_val is not None and len(data.source_val):
-        candidates = {"preferred": config.segmenter,
-                      "alternative": apply_overrides(config, tuple(rule["alternative"])).segmenter}
-        val = {name: statistics.fmean(jobs.run("source_only", "all", candidate, offset)["source_val_mdice"]
-                                      for offset in range(seeds)) for name, candidate in candidates.items()}
-        passed = val["preferred"] >= val["alternative"] - rule["max_source_val_loss"]
-        recipe_check.update(source_val_mdice_preferred=val["preferred"],
-                            source_val_mdice_alternative=val["alternative"], passed=passed,
-                            chosen="preferred" if passed else "alternative")
-        if not passed:
-            config = replace(config, segmenter=candidates["alternative"])
-        progress.log(f"recipe check on source validation: {val['preferred']:.3f} (preferred) vs "
-                     f"{val['alternative']:.3f} (alternative): using the {recipe_check['chosen']} recipe")
-    # Explicit settings win over the recipe rule, also when a resumed run's stored config was read back.
-    config = apply_overrides(config, overrides)
+        # The segmenter recipe, chosen on source validation only (PROTOCOL.md): the preferred recipe unless it loses
+        # more than `max_source_val_loss` mDice there to the alternative. Explicit --set settings always win.
+        rule = protocol["recipe_check"]
+        recipe_check: dict[str, Any] = {"preferred": list(recipe), "alternative": rule["alternative"],
+                                        "max_source_val_loss": rule["max_source_val_loss"], "chosen": "preferred"}
+        if data.source_val is not None and len(data.source_val):
+            candidates = {"preferred": config.segmenter,
+                          "alternative": apply_overrides(config, tuple(rule["alternative"])).segmenter}
+            checks = {name: [jobs.run("source_only", "all", candidate, offset) for offset in range(seeds)]
+                      for name, candidate in candidates.items()}
+            val = {name: statistics.fmean(f.result()["source_val_mdice"] for f in futures)
+                   for name, futures in checks.items()}
+            passed = val["preferred"] >= val["alternative"] - rule["max_source_val_loss"]
+            recipe_check.update(source_val_mdice_preferred=val["preferred"],
+                                source_val_mdice_alternative=val["alternative"], passed=passed,
+                                chosen="preferred" if passed else "alternative")
+            if not passed:
+                config = replace(config, segmenter=candidates["alternative"])
+            progress.log(f"recipe check on source validation: {val['preferred']:.3f} (preferred) vs "
+                         f"{val['alternative']:.3f} (alternative): using the {recipe_check['chosen']} recipe")
+        # Explicit settings win over the recipe rule, also when a resumed run's stored config was read back.
+        config = apply_overrides(config, overrides)
 
-    # Reference-free methods: trained once, paired with every reference set.
-    if "source_only" in methods:
-        score("source_only", "all")
-    if "classic_augmentation" in methods:
-        augmented = timer("baselines", lambda: classic_augment(source.images[copy_index], source.masks[copy_index],
-                                                               torch.Generator().manual_seed(0)))
-        score("classic_augmentation", "all", augmented)
-    synthesis = replace(config.synthesis, num_pairs=count)
-    if "stage1_synthetic" in methods:
-        stage1_dir = out_dir / "stage1_pairs"
-        if not (stage1_dir / "manifest.json").is_file():
-            timer("synthesis", lambda: pipeline.synthesize(run, device, synthesis, stage1_dir, "stage1", on_event))
-        stage1_pairs = load_pairs(stage1_dir, config.data)
-        score("stage1_synthetic", "all", (stage1_pairs.images, stage1_pairs.masks))
+        # Reference-free methods: trained once, paired with every reference set.
+        if "source_only" in methods:
+            score("source_only", "all")
+        if "classic_augmentation" in methods:
+            augmented = timer("baselines", lambda: classic_augment(source.images[copy_index], source.masks[copy_index],
+                                                                   torch.Generator().manual_seed(0)))
+            score("classic_augmentation", "all", augmented)
+        synthesis = replace(config.synthesis, num_pairs=count)
+        if "stage1_synthetic" in methods:
+            stage1_dir = out_dir / "stage1_pairs"
+            if not (stage1_dir / "manifest.json").is_file():
+                timer("synthesis", lambda: pipeline.synthesize(run, device, synthesis, stage1_dir, "stage1", on_event))
+            stage1_pairs = load_pairs(stage1_dir, config.data)
+            score("stage1_synthetic", "all", (stage1_pairs.images, stage1_pairs.masks))
 
-    # Reference-dependent methods.
-    generator_metrics: dict[str, Any] = {}
-    align_summaries: dict[str, Any] = {}
-    examples: dict[str, dict[str, torch.Tensor]] = {}
-    needs_alignment = "alignflow" in methods or "alignflow_real_masks" in methods
-    extractor = load_feature_extractor(config.align.feature_size_px, config.align.style_weight, device)
-    metric_masks = source.masks[torch.arange(min(bench.generator_metric_masks, count)) % len(source)]
-    stage1_metrics = None
-    condition_masks = (timer("synthesis", lambda: pipeline.alignment_masks(run, config, source, device))
-                       if needs_alignment else None)
-    for set_name in reference_sets:
-        progress.log(f"reference set {set_name}")
-        references = data.references[set_name]
-        if "histogram_matching" in methods:
-            matched = timer("baselines", lambda: match_histograms(source.images[copy_index], references.images))
-            score("histogram_matching", set_name, (matched, source.masks[copy_index]))
-        if "fda" in methods:
-            fda = timer("baselines", lambda: fourier_domain_adaptation(source.images[copy_index], references.images))
-            score("fda", set_name, (fda, source.masks[copy_index]))
-        if not needs_alignment:
-            continue
-
-        # AlignFlow: align to these references (images only), synthesise with stage 1's masks and noise, train.
-        set_dir = out_dir / "aligned" / set_name
-        generator_file = set_dir / "aligned_generator.pt"
-        if not generator_file.is_file():
-            ref_dir = out_dir / "references" / set_name
-            write_images(ref_dir / "images", references.images, references.names)
-            for stale in (run.align_state, run.aligned_generator):
-                stale.unlink(missing_ok=True)
-            summary = timer("align", lambda: pipeline.align(run, ref_dir, device, on_event=on_event,
-                                                            condition_masks=condition_masks))
-            set_dir.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(set_dir / "align_summary.json", summary)
-            shutil.copyfile(run.aligned_generator, generator_file)
-        shutil.copyfile(generator_file, run.aligned_generator)
-        align_summaries[set_name] = json.loads((set_dir / "align_summary.json").read_text())
-        for method, mask_source in (("alignflow", "generated"), ("alignflow_real_masks", "source")):
-            if method not in methods:
+        # Reference-dependent methods.
+        generator_metrics: dict[str, Any] = {}
+        align_summaries: dict[str, Any] = {}
+        examples: dict[str, dict[str, torch.Tensor]] = {}
+        needs_alignment = "alignflow" in methods or "alignflow_real_masks" in methods
+        extractor = load_feature_extractor(config.align.feature_size_px, config.align.style_weight, device)
+        metric_masks = source.masks[torch.arange(min(bench.generator_metric_masks, count)) % len(source)]
+        stage1_metrics = None
+        condition_masks = (timer("synthesis", lambda: pipeline.alignment_masks(run, config, source, device))
+                           if needs_alignment else None)
+        for set_name in reference_sets:
+            progress.log(f"reference set {set_name}")
+            references = data.references[set_name]
+            if "histogram_matching" in methods:
+                matched = timer("baselines", lambda: match_histograms(source.images[copy_index], references.images))
+                score("histogram_matching", set_name, (matched, source.masks[copy_index]))
+            if "fda" in methods:
+                fda = timer("baselines", lambda: fourier_domain_adaptation(source.images[copy_index],
+                                                                           references.images))
+                score("fda", set_name, (fda, source.masks[copy_index]))
+            if not needs_alignment:
                 continue
-            pairs_out = set_dir / f"pairs_{mask_source}_masks"
-            if not (pairs_out / "manifest.json").is_file():
-                timer("synthesis", lambda: pipeline.synthesize(run, device, replace(synthesis, mask_source=mask_source),
-                                                               pairs_out, "aligned", on_event))
-            made = load_pairs(pairs_out, config.data)
-            score(method, set_name, (made.images, made.masks))
 
-        # Generator metrics against target test images (never seen by the reward).
-        generators = {"aligned": pipeline.load_image_generator(run.aligned_generator, device)}
-        if stage1_metrics is None:
-            generators["stage1"] = pipeline.load_image_generator(run.image_generator, device)
-        comparison = timer("generator_metrics", lambda: compare_generators(
-            generators, metric_masks, test.images, extractor, judge, config.synthesis.sampler, device))
-        if stage1_metrics is None:
-            stage1_metrics = (comparison.metrics["stage1"], comparison.images["stage1"])
-        generator_metrics[set_name] = {"stage1": stage1_metrics[0], "aligned": comparison.metrics["aligned"]}
-        examples[set_name] = {"references": references.images, "masks": metric_masks,
-                              "stage1": stage1_metrics[1], "aligned": comparison.images["aligned"]}
+            # AlignFlow: align to these references (images only), synthesise with stage 1's masks and noise, train.
+            set_dir = out_dir / "aligned" / set_name
+            generator_file = set_dir / "aligned_generator.pt"
+            if not generator_file.is_file():
+                ref_dir = out_dir / "references" / set_name
+                write_images(ref_dir / "images", references.images, references.names)
+                for stale in (run.align_state, run.aligned_generator):
+                    stale.unlink(missing_ok=True)
+                summary = timer("align", lambda: pipeline.align(run, ref_dir, device, on_event=on_event,
+                                                                condition_masks=condition_masks))
+                set_dir.mkdir(parents=True, exist_ok=True)
+                write_json_atomic(set_dir / "align_summary.json", summary)
+                shutil.copyfile(run.aligned_generator, generator_file)
+            shutil.copyfile(generator_file, run.aligned_generator)
+            align_summaries[set_name] = json.loads((set_dir / "align_summary.json").read_text())
+            for method, mask_source in (("alignflow", "generated"), ("alignflow_real_masks", "source")):
+                if method not in methods:
+                    continue
+                pairs_out = set_dir / f"pairs_{mask_source}_masks"
+                if not (pairs_out / "manifest.json").is_file():
+                    timer("synthesis", lambda: pipeline.synthesize(
+                        run, device, replace(synthesis, mask_source=mask_source), pairs_out, "aligned", on_event))
+                made = load_pairs(pairs_out, config.data)
+                score(method, set_name, (made.images, made.masks))
 
-    # Results: per-set jobs ("all" = reference-free) expanded so that every K has every method.
-    expanded = {m: ({name: sets["all"] for name in reference_sets} if list(sets) == ["all"] else sets)
-                for m, sets in per_set.items() if sets}
-    bootstrap = protocol["bootstrap"]
-    paired = timer("statistics", lambda: paired_comparisons(per_set, data.test_clusters, bootstrap))
-    method_results: dict[str, Any] = {}
-    for method, sets in expanded.items():
-        by_k = summarize_method({name: runs for name, runs in sets.items() if name in reference_sets})
-        if method == "alignflow":
-            for k, entry in by_k.items():
-                entry["paired"] = paired.get(k, {})
-        method_results[method] = {"by_k": by_k, "per_set": {
-            name: {"mdice": statistics.fmean(r["mdice"] for r in runs),
-                   "miou": statistics.fmean(r["miou"] for r in runs),
-                   "runs": [{"seed": r["seed"], "mdice": r["mdice"], "miou": r["miou"],
-                             **({"source_val_mdice": r["source_val_mdice"]} if "source_val_mdice" in r else {})}
-                            for r in runs]} for name, runs in sets.items()}}
-    alignflow_by_k = method_results.get("alignflow", {}).get("by_k", {})
-    seen_before = set(data.notes.get("reference_sets_seen_before_protocol", []))
-    results = {
-        "benchmark": data.name, "preset": preset_name, "description": bench.description,
-        "protocol_version": protocol["version"], "commit": _git_commit(), "library_version": __version__,
-        "device": _device_name(device), "cpu_bf16": bf16, "overrides": list(overrides),
-        "stage1_reused_from": None if reuse_stage1 is None else str(reuse_stage1),
-        "config": to_dict(config), "reference_sets": list(reference_sets),
-        "reference_sets_seen_before_protocol": sorted(seen_before & set(reference_sets)),
-        "segmenter_seeds": seeds, "num_source_pairs": len(source), "num_test_images": len(test),
-        "num_test_clusters": len(set(data.test_clusters)), "num_synthetic": count,
-        "bootstrap": bootstrap, "recipe_check": recipe_check,
-        "judge_source_val": _judge_val(judge, data.source_val),
-        "methods": method_results, "generator": generator_metrics,
-        "align_selection": {"rule": "held-out-reference MMD² (references only; target test never read)",
-                            **align_summaries},
-        "win": win_checks({k: v.get("paired", {}) for k, v in alignflow_by_k.items()}, alignflow_by_k,
-                          generator_metrics),
-        "wall_time_s": {**timer.seconds, "total": round(time.monotonic() - started, 1)},
-    }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out_dir / "results.json", results)
-    write_json_atomic(out_dir / "per_image_dice.json", {
-        "test_names": test.names, "clusters": data.test_clusters,
-        "dice": {m: {name: {str(r["seed"]): r["dice"] for r in runs} for name, runs in sets.items()}
-                 for m, sets in per_set.items()}})
-    write_bench_report(out_dir / "report.html", results, source, test, examples)
-    return results
+            # Generator metrics against target test images (never seen by the reward).
+            generators = {"aligned": pipeline.load_image_generator(run.aligned_generator, device)}
+            if stage1_metrics is None:
+                generators["stage1"] = pipeline.load_image_generator(run.image_generator, device)
+            comparison = timer("generator_metrics", lambda: compare_generators(
+                generators, metric_masks, test.images, extractor, judge, config.synthesis.sampler, device))
+            if stage1_metrics is None:
+                stage1_metrics = (comparison.metrics["stage1"], comparison.images["stage1"])
+            generator_metrics[set_name] = {"stage1": stage1_metrics[0], "aligned": comparison.metrics["aligned"]}
+            examples[set_name] = {"references": references.images, "masks": metric_masks,
+                                  "stage1": stage1_metrics[1], "aligned": comparison.images["aligned"]}
+
+        # Wait for the segmenter jobs still running in workers.
+        waiting = [f for sets in pending.values() for futures in sets.values() for f in futures if not f.done()]
+        if waiting:
+            progress.log(f"waiting for {len(waiting)} segmenter jobs in {jobs.pool.workers} workers")
+            wait_started, waited = time.monotonic(), StageProgress(on_event, "segmenter jobs", len(waiting))
+            for finished, _ in enumerate(as_completed(waiting), 1):
+                waited.update(finished)
+            timer.seconds["segmenters_wait"] = round(time.monotonic() - wait_started, 1)
+        per_set = {m: {name: [f.result() for f in futures] for name, futures in sets.items()}
+                   for m, sets in pending.items()}
+
+        # Results: per-set jobs ("all" = reference-free) expanded so that every K has every method.
+        expanded = {m: ({name: sets["all"] for name in reference_sets} if list(sets) == ["all"] else sets)
+                    for m, sets in per_set.items() if sets}
+        bootstrap = protocol["bootstrap"]
+        paired = timer("statistics", lambda: paired_comparisons(per_set, data.test_clusters, bootstrap))
+        method_results: dict[str, Any] = {}
+        for method, sets in expanded.items():
+            by_k = summarize_method({name: runs for name, runs in sets.items() if name in reference_sets})
+            if method == "alignflow":
+                for k, entry in by_k.items():
+                    entry["paired"] = paired.get(k, {})
+            method_results[method] = {"by_k": by_k, "per_set": {
+                name: {"mdice": statistics.fmean(r["mdice"] for r in runs),
+                       "miou": statistics.fmean(r["miou"] for r in runs),
+                       "runs": [{"seed": r["seed"], "mdice": r["mdice"], "miou": r["miou"],
+                                 **({"source_val_mdice": r["source_val_mdice"]} if "source_val_mdice" in r else {})}
+                                for r in runs]} for name, runs in sets.items()}}
+        alignflow_by_k = method_results.get("alignflow", {}).get("by_k", {})
+        seen_before = set(data.notes.get("reference_sets_seen_before_protocol", []))
+        results = {
+            "benchmark": data.name, "preset": preset_name, "description": bench.description,
+            "protocol_version": protocol["version"], "commit": _git_commit(), "library_version": __version__,
+            "device": _device_name(device), "cpu_bf16": bf16, "overrides": list(overrides),
+            "stage1_reused_from": None if reuse_stage1 is None else str(reuse_stage1),
+            "config": to_dict(config), "reference_sets": list(reference_sets),
+            "reference_sets_seen_before_protocol": sorted(seen_before & set(reference_sets)),
+            "segmenter_seeds": seeds, "num_source_pairs": len(source), "num_test_images": len(test),
+            "num_test_clusters": len(set(data.test_clusters)), "num_synthetic": count,
+            "bootstrap": bootstrap, "recipe_check": recipe_check,
+            "judge_source_val": _judge_val(judge, data.source_val),
+            "methods": method_results, "generator": generator_metrics,
+            "align_selection": {"rule": "held-out-reference MMD² (references only; target test never read)",
+                                **align_summaries},
+            "win": win_checks({k: v.get("paired", {}) for k, v in alignflow_by_k.items()}, alignflow_by_k,
+                              generator_metrics),
+            "wall_time_s": {**timer.seconds, "total": round(time.monotonic() - started, 1)},
+        }
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out_dir / "results.json", results)
+        write_json_atomic(out_dir / "per_image_dice.json", {
+            "test_names": test.names, "clusters": data.test_clusters,
+            "dice": {m: {name: {str(r["seed"]): r["dice"] for r in runs} for name, runs in sets.items()}
+                     for m, sets in per_set.items()}})
+        write_bench_report(out_dir / "report.html", results, source, test, examples)
+        return results
 
 
 def _judge_val(judge, source_val: PairSet | None) -> dict[str, float] | None:

@@ -1,0 +1,109 @@
+"""The benchmark's segmenter jobs (methods × reference sets × seeds: most of its time) spread over worker processes,
+one per GPU, or each with a share of the CPU cores.
+
+A job is a pure function of its inputs (`train_and_score`), so it runs the same in the benchmark's process or in a
+worker. Workers receive the source, test and validation tensors once, when they start; each job brings its own
+synthetic or transformed pairs. Only the benchmark's process writes files: a finished job's JSON is written the
+moment it arrives, so OUT/jobs is the job table a resumed benchmark (`--resume`) reads to skip finished work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any, Iterator
+
+import torch
+
+from ..config import SegmenterConfig
+from ..data.folders import PairSet
+from ..device import set_cpu_bf16
+from ..events import ignore_events
+from ..segmenter.train import evaluate_segmenter, train_segmenter
+
+
+def train_and_score(source: PairSet, test: PairSet, source_val: PairSet | None, device: torch.device,
+                    method: str, set_name: str, config: SegmenterConfig,
+                    extra: tuple[torch.Tensor, torch.Tensor] | None, score_test: bool,
+                    on_event=ignore_events) -> dict[str, Any]:
+    """Train one segmenter on source (+ extra) pairs and score it: per-image Dice/IoU on the test set, and mDice on
+    source validation when there is one."""
+    model = train_segmenter(source.images, source.masks, config, device, on_event,
+                            synthetic_images=None if extra is None else extra[0],
+                            synthetic_masks=None if extra is None else extra[1],
+                            stage=f"segmenter:{method}:{set_name}:{config.seed}")
+    job: dict[str, Any] = {"method": method, "reference_set": set_name, "seed": config.seed}
+    if source_val is not None and len(source_val):
+        job["source_val_mdice"] = evaluate_segmenter(model, source_val.images, source_val.masks, device)["mdice"]
+    if score_test:
+        scores = evaluate_segmenter(model, test.images, test.masks, device)
+        job.update(mdice=scores["mdice"], miou=scores["miou"], dice=[round(v, 5) for v in scores["dice"]],
+                   iou=[round(v, 5) for v in scores["iou"]])
+    return job
+
+
+def worker_devices(workers: int, device: torch.device) -> list[str]:
+    """One device per worker: the CUDA devices in turn (one job per GPU when workers = GPUs), else the CPU."""
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        return [f"cuda:{index % count}" for index in range(workers)]
+    return [device.type] * workers
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _start_worker(devices, threads: int, cpu_bf16: bool, source: PairSet, test: PairSet,
+                  source_val: PairSet | None) -> None:
+    device = torch.device(devices.get())
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    torch.set_num_threads(threads)
+    set_cpu_bf16(cpu_bf16)
+    _WORKER.update(device=device, source=source, test=test, source_val=source_val)
+
+
+def _run_in_worker(method: str, set_name: str, config: SegmenterConfig,
+                   extra: tuple[torch.Tensor, torch.Tensor] | None, score_test: bool) -> dict[str, Any]:
+    return train_and_score(_WORKER["source"], _WORKER["test"], _WORKER["source_val"], _WORKER["device"], method,
+                           set_name, config, extra, score_test)
+
+
+class WorkerPool:
+    """`workers` spawned processes that run `train_and_score` on their own device."""
+
+    def __init__(self, workers: int, device: torch.device, source: PairSet, test: PairSet,
+                 source_val: PairSet | None, cpu_bf16: bool = False):
+        context = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
+        devices = context.Queue()
+        for name in worker_devices(workers, device):
+            devices.put(name)
+        threads = 1 if device.type == "cuda" else max(1, (os.cpu_count() or 1) // workers)
+        self.workers = workers
+        self._executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                                             initargs=(devices, threads, cpu_bf16, source, test, source_val))
+
+    def submit(self, method: str, set_name: str, config: SegmenterConfig,
+               extra: tuple[torch.Tensor, torch.Tensor] | None, score_test: bool) -> Future:
+        return self._executor.submit(_run_in_worker, method, set_name, config, extra, score_test)
+
+    def close(self, cancel: bool = False) -> None:
+        self._executor.shutdown(wait=not cancel, cancel_futures=cancel)
+
+    @classmethod
+    @contextlib.contextmanager
+    def optional(cls, workers: int, device: torch.device, source: PairSet, test: PairSet,
+                 source_val: PairSet | None, cpu_bf16: bool = False) -> Iterator["WorkerPool | None"]:
+        """A pool when `workers` > 1, else None (jobs run in the calling process). On an error or a cancel the
+        queued jobs are dropped: finished ones are on disk, and `--resume` skips them."""
+        pool = cls(workers, device, source, test, source_val, cpu_bf16) if workers > 1 else None
+        try:
+            yield pool
+        except BaseException:
+            if pool is not None:
+                pool.close(cancel=True)
+            raise
+        if pool is not None:
+            pool.close()
