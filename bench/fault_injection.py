@@ -1,5 +1,7 @@
-"""Run the `alignflow` CLI with a fault at an exact moment: SIGKILL, or a full disk (ENOSPC), on the N-th call of one
-library function. Some steps (writing synthetic pairs, exporting the segmenter, writing metrics) take milliseconds,
+"""Run the `alignflow` CLI with a fault at an exact moment: SIGKILL, or a full disk (ENOSPC), at the N-th call of
+one library function.
+
+Some steps (writing synthetic pairs, exporting the segmenter, writing metrics) take milliseconds,
 so a kill at a random time almost never lands inside them; this lands there every time.
 
     python bench/fault_injection.py --at AlignFlowLib.data.folders:write_png --call 9 --fault kill -- run --source …
@@ -44,7 +46,7 @@ def install_fault(target: str, call: int, fault: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--at", required=True, help="module:function, as the calling module names it")
     parser.add_argument("--call", type=int, default=1, help="which call (1 = the first) faults")
     parser.add_argument("--fault", choices=("kill", "enospc"), default="kill")
