@@ -20,7 +20,7 @@ def _umask() -> int:
 def writes_files() -> bool:
     """False on the ranks other than 0 of a `torchrun` job (RANK is torchrun's variable): one rank writes the run
     folder, the others compute the same values and meet it at barriers (`distributed.py`)."""
-    return os.environ.get("RANK", "0") == "0"
+    return os.environ.get("RANK", "0") == "0" or os.environ.get("WORLD_SIZE", "1") == "1"
 
 
 def atomic_write(path: Path, write) -> None:

@@ -539,6 +539,10 @@ def main(argv: list[str] | None = None) -> int:
     on_event = EventFanout(*sinks)
     _install_signal_handlers()
     watcher = StopWatcher.from_environment()
+    if watcher is None and launched_by_torchrun():
+        # torchrun starts each rank in a session of its own: if torchrun itself is killed, no signal reaches the
+        # ranks, so each watches it and stops cleanly (exit 130) instead of training on, orphaned, holding the lock.
+        watcher = StopWatcher(parent_pid=os.getppid())
     lock = None
     try:
         if watcher is not None:

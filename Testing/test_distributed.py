@@ -233,7 +233,7 @@ def _config_file(root: Path, **sizes) -> Path:
     return path
 
 
-@pytest.mark.skipif(os.name == "nt", reason="POSIX process groups")
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the ranks through /proc")
 def test_torchrun_train_killed_and_resumed_equals_an_uninterrupted_two_process_run(tmp_path, phantom_paths):
     from AlignFlowLib.checkpoint import load_checkpoint
 
@@ -261,8 +261,12 @@ def test_torchrun_train_killed_and_resumed_equals_an_uninterrupted_two_process_r
             break
         time.sleep(0.05)
     assert process.poll() is None, "the run ended before it could be killed"
-    os.killpg(process.pid, signal.SIGKILL)
+    os.killpg(process.pid, signal.SIGKILL)  # torchrun itself; its ranks run in sessions of their own ...
     process.wait()
+    deadline = time.monotonic() + 60
+    while _ranks_of(killed) and time.monotonic() < deadline:  # ... and stop by themselves once it is gone
+        time.sleep(0.2)
+    assert not _ranks_of(killed), "ranks outlived the killed torchrun"
     assert load_checkpoint(checkpoint)["step"] < 30
 
     resumed = subprocess.run(train(killed, "--resume"), env=_torchrun_env(), capture_output=True, text=True,
@@ -274,6 +278,21 @@ def test_torchrun_train_killed_and_resumed_equals_an_uninterrupted_two_process_r
         assert got["step"] == expected["step"] and got["distributed"]["world_size"] == WORLD
         for key, value in expected["ema"].items():
             torch.testing.assert_close(got["ema"][key], value, rtol=0, atol=0, msg=key)
+
+
+def _ranks_of(run: Path) -> list[int]:
+    """Pids of live processes whose command line names `run` (the ranks of a job on that run folder)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and entry.name != str(os.getpid()):
+            try:
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                state = (entry / "stat").read_text().split(") ")[-1][:1]
+            except OSError:
+                continue
+            if str(run) in command and "AlignFlowLib.cli" in command and state != "Z":
+                pids.append(int(entry.name))
+    return pids
 
 
 def test_torchrun_runs_the_whole_pipeline(tmp_path, phantom_paths):
