@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import _thread
 import os
+import signal
 import threading
 from pathlib import Path
 from typing import IO, Optional
@@ -81,6 +82,12 @@ class StopWatcher:
         return cls(Path(cancel) if cancel else None, parent_pid)
 
     def start(self) -> StopWatcher:
+        """Start watching. Call from the main thread: SIGINT gets Python's handler back if it was inherited as ignored
+        (a job started in the background by a non-interactive shell), since `_thread.interrupt_main` does nothing
+        while SIGINT is ignored, and a cancel would then silently not happen."""
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL, None)):
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         self._thread.start()
         return self
 

@@ -144,7 +144,22 @@ def _mmd_case():
     return inputs, references, layer
 
 
-JOBS = {"flow": _flow_job, "segmenter": _segmenter_job, "align": _align_job, "mmd": _mmd_job, "dice": _dice_job}
+def _every_job(out: Path) -> None:
+    """All the cases in one pair of ranks (starting processes is the slow part)."""
+    for job in ("flow", "segmenter", "align", "mmd", "dice"):
+        JOBS[job](out)
+
+
+JOBS = {"flow": _flow_job, "segmenter": _segmenter_job, "align": _align_job, "mmd": _mmd_job, "dice": _dice_job,
+        "all": _every_job}
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory) -> Path:
+    """What rank 0 saved for every case, trained once by 2 spawned gloo ranks."""
+    out = tmp_path_factory.mktemp("two_ranks")
+    _two_ranks("all", out)
+    return out
 
 
 def _weights(path: Path, key: str = "model") -> dict[str, torch.Tensor]:
@@ -153,15 +168,13 @@ def _weights(path: Path, key: str = "model") -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("job,checkpoint", [("flow", "flow.pt"), ("segmenter", "segmenter.pt"),
                                             ("align", "align.pt")])
-def test_a_ddp_step_equals_one_process_on_the_global_batch(tmp_path, job, checkpoint):
-    (tmp_path / "one").mkdir(), (tmp_path / "two").mkdir()
-    JOBS[job](tmp_path / "one")
-    _two_ranks(job, tmp_path / "two")
-    one, two = _weights(tmp_path / "one" / checkpoint), _weights(tmp_path / "two" / checkpoint)
+def test_a_ddp_step_equals_one_process_on_the_global_batch(tmp_path, two_ranks, job, checkpoint):
+    JOBS[job](tmp_path)
+    one, two = _weights(tmp_path / checkpoint), _weights(two_ranks / checkpoint)
     assert one.keys() == two.keys()
     for name, value in one.items():
         torch.testing.assert_close(two[name], value, rtol=1e-4, atol=1e-5, msg=name)
-    saved = torch.load(tmp_path / "two" / checkpoint, weights_only=True)
+    saved = torch.load(two_ranks / checkpoint, weights_only=True)
     assert saved["step"] == 2 and saved["distributed"]["world_size"] == WORLD
     initial = _initial_weights(job)  # the weights did move: the comparison is not of two initialisations
     assert any(not torch.equal(one[name], value) for name, value in initial.items())
@@ -180,27 +193,25 @@ def _initial_weights(job: str) -> dict[str, torch.Tensor]:
         return build_velocity_unet(3, 1, tiny_config().image_generator).state_dict()
 
 
-def test_the_gathered_mmd_and_its_gradient_equal_one_process(tmp_path):
+def test_the_gathered_mmd_and_its_gradient_equal_one_process(two_ranks):
     from AlignFlowLib.reward.mmd import mmd2_unbiased
 
-    _two_ranks("mmd", tmp_path)
     inputs, references, layer = _mmd_case()
     mmd = mmd2_unbiased(layer(inputs), references, "rbf")
     mmd.backward()
-    got = torch.load(tmp_path / "mmd.pt", weights_only=True)
+    got = torch.load(two_ranks / "mmd.pt", weights_only=True)
     torch.testing.assert_close(got["mmd"], mmd.detach(), rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(got["grad"], layer.weight.grad, rtol=1e-4, atol=1e-6)
     assert layer.weight.grad.abs().sum() > 0
 
 
-def test_the_segmenter_loss_over_ranks_and_its_gradient_equal_one_process(tmp_path):
+def test_the_segmenter_loss_over_ranks_and_its_gradient_equal_one_process(two_ranks):
     from AlignFlowLib.segmenter.train import segmentation_loss
 
-    _two_ranks("dice", tmp_path)
     images, masks, layer = _dice_case()
     loss = segmentation_loss(layer(images), masks)
     loss.backward()
-    got = torch.load(tmp_path / "dice.pt", weights_only=True)
+    got = torch.load(two_ranks / "dice.pt", weights_only=True)
     torch.testing.assert_close(got["loss"], loss.detach(), rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(got["grad"], layer.weight.grad, rtol=1e-4, atol=1e-6)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -76,8 +77,15 @@ def test_kills_while_writing_pairs_and_between_the_export_files_resume_to_the_sa
 
     root, data, config, env, expected = soak_setup
     run = root / "killed-short-steps"
+    # Stage 1 and alignment are done (a copy of the reference run without what follows them): only the short
+    # steps are left to kill.
+    shutil.copytree(root / "reference", run)
+    for later in ("synthetic", "segmenter", "metrics.json", "checkpoints/segmenter_last.pt"):
+        path = run / later
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
     _, target, call = soak.FAULT_POINTS["synthesize_pairs"]
-    first = subprocess.run(soak.fault_command(target, call, data, config, run), env=env, capture_output=True)
+    first = subprocess.run(soak.fault_command(target, call, data, config, run, resume=True), env=env,
+                           capture_output=True)
     assert first.returncode == -signal.SIGKILL
     assert not (run / "synthetic").exists() and list(run.glob(".synthetic.new-*"))  # half-written, aside
 

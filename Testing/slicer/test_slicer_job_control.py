@@ -130,6 +130,23 @@ def test_worker_stops_when_the_program_that_started_it_dies(tmp_path):
     assert "is gone" in marker.read_text() and str(parent.pid) in marker.read_text()
 
 
+@posix_only
+def test_a_job_that_inherited_sigint_ignored_still_stops(tmp_path):
+    """A job started in the background by a non-interactive shell (`cmd &`) inherits SIGINT ignored, and
+    `_thread.interrupt_main` then does nothing: the watcher must restore the handler, or a cancel never happens."""
+    marker = tmp_path / "clean_stop"
+    worker = _write(tmp_path, "worker.py", WORKER.format(repo=str(REPO), marker=str(marker)))
+    cancel = tmp_path / "cancel"
+    env = dict(os.environ, **{CANCEL_FILE_ENV: str(cancel)})
+    env.pop(PARENT_PID_ENV, None)
+    child = subprocess.Popen([sys.executable, worker], env=env, stdout=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert child.stdout.readline().startswith('{"event": "log", "message": "worker')
+    cancel.write_text("")
+    assert child.wait(timeout=20) == 130
+    assert marker.read_text() == "cancel requested"
+
+
 def test_stop_watcher_reads_its_settings_from_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv(CANCEL_FILE_ENV, raising=False)
     monkeypatch.delenv(PARENT_PID_ENV, raising=False)
