@@ -44,6 +44,7 @@ def _spawned(rank: int, port: int, job: str, out: str) -> None:
     distributed.init_from_environment(CPU)
     try:
         JOBS[job](Path(out))
+        distributed.barrier()  # rank 0 may still be writing; leaving the group early aborts the other rank
     finally:
         distributed.shutdown()
 

@@ -207,7 +207,8 @@ class SegmenterJobs:
             return _done(json.loads(path.read_text()))
         if self.pool is not None:
             future = self.pool.submit(method, set_name, seeded, extra, score_test)
-            future.add_done_callback(lambda done: done.exception() is None and write_json_atomic(path, done.result()))
+            future.add_done_callback(lambda done: not done.cancelled() and done.exception() is None
+                                     and write_json_atomic(path, done.result()))
             return future
         job = self.timer("segmenters", lambda: train_and_score(
             self.data.source, self.data.test, self.data.source_val, self.device, method, set_name, seeded, extra,
