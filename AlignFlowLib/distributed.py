@@ -8,8 +8,8 @@ a whole batch of indices, noise and augmentation on every rank costs little next
 
 Losses that are not means over samples are made global explicitly: the alignment reward's MMD gathers features from
 all ranks with gradients (`gather_rows`), and the segmenter's soft Dice sums its terms over all ranks
-(`sum_over_ranks`). Only rank 0 writes (`atomic.atomic_write` checks `is_main()`), and ranks meet at `barrier()`
-after each file that another rank reads next.
+(`sum_over_ranks`). Only rank 0 writes (`atomic.atomic_write` asks `atomic.writes_files()`), and ranks meet at
+`barrier()` after each file that another rank reads next.
 """
 
 from __future__ import annotations
