@@ -36,6 +36,13 @@ EXIT_CODES_HELP = """exit codes:
 """
 
 
+SERVE_EXIT_CODES_HELP = """exit codes:
+  0    stopped (Ctrl-C)
+  1    unexpected internal error
+  2    usage: --root is not a folder, --host off localhost without --token, trame-slicer not installed
+"""
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
     parser.add_argument("--progress", choices=("bar", "jsonl"), default="bar",
@@ -186,6 +193,27 @@ def build_parser() -> argparse.ArgumentParser:
                              help="image to segment: .nrrd, .nii(.gz), .mha/.mhd, or a 2-D .png/.jpg/.tif")
     seg_predict.add_argument("--out", type=Path, required=True, help="label file: .nrrd, .nii.gz, .nii or .mha")
     _common(seg_predict)
+
+    serve = commands.add_parser(
+        "serve", help="browser front end: start runs, preview pairs in real Slicer views, apply the segmenter",
+        description="Serves a web page (trame + trame-slicer; Slicer's views rendered on this machine and streamed)\n"
+                    "from which runs are started, followed, cancelled and resumed, generated pairs previewed and a\n"
+                    "trained segmenter applied to a volume. Training runs in `alignflow` subprocesses.\n"
+                    "Off 127.0.0.1 a --token is required; open http://HOST:PORT/?secret=TOKEN then.",
+        epilog=SERVE_EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve.add_argument("--root", type=Path, default=Path("."),
+                       help="the only folder tree the page may browse and write into (default: here)")
+    serve.add_argument("--runs", default="runs", help="folder for run folders, relative to --root (default runs)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: reach it through an SSH tunnel)")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--token", default=os.environ.get("ALIGNFLOW_TOKEN"),
+                       help="secret the page must present (?secret=TOKEN); required off localhost; default "
+                            "$ALIGNFLOW_TOKEN")
+    serve.add_argument("--device", default="auto", help="the page's default device for runs")
+    serve.add_argument("--max-upload-mb", type=float, default=20.0, help="largest reference image accepted")
+    serve.add_argument("--encoder", choices=("jpeg", "png"), default="jpeg",
+                       help="how view images are streamed (png: lossless, more bandwidth)")
     return parser
 
 
@@ -507,8 +535,37 @@ def _other_rank_sink(event: dict) -> None:
         print(f"rank {os.environ.get('RANK')}: {event.get('message')}", file=sys.stderr)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    """The web page runs until Ctrl-C; its errors are one line on stderr, like every command's."""
+    from .serve.security import DEFAULT_MAX_UPLOAD_BYTES, ServedRoot, check_bind
+
+    try:
+        check_bind(args.host, args.token)
+        served = ServedRoot(args.root)
+        served.resolve(args.runs)
+        try:
+            from .serve.app import serve
+        except ImportError as error:
+            raise UsageError(f"`alignflow serve` needs trame-slicer ({error.name or error} is missing): "
+                             "pip install trame-slicer slicer-core") from error
+    except AlignFlowError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    query = f"?secret={args.token}" if args.token else ""
+    print(f"AlignFlow page: http://{args.host}:{args.port}/{query}", flush=True)
+    max_bytes = int(args.max_upload_mb * 1e6) if args.max_upload_mb > 0 else DEFAULT_MAX_UPLOAD_BYTES
+    try:
+        serve(served, args.host, args.port, args.token, runs=args.runs, device=args.device,
+              max_upload_bytes=max_bytes, encoder=args.encoder)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "serve":  # a server, not a job: no progress events, run folder, lock or torchrun
+        return _serve(args)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     other_rank = launched_by_torchrun() and not writes_files()
     sinks = [_other_rank_sink if other_rank else JsonlPrinter() if args.progress == "jsonl" else ProgressBar()]
