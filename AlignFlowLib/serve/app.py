@@ -15,7 +15,7 @@ from typing import Any
 
 from trame.app import get_server
 from trame.ui.vuetify3 import SinglePageWithDrawerLayout
-from trame.widgets import html
+from trame.widgets import client, html
 from trame.widgets import vuetify3 as v3
 from trame_server.utils.asynchronous import create_task
 from trame_slicer.core import LayoutManager, SlicerApp
@@ -309,6 +309,17 @@ class AlignFlowPage:
     def _start_polling(self, **_):
         create_task(self._poll_forever())
 
+    def _refit_views_soon(self, **_):
+        create_task(self._refit_views())
+
+    async def _refit_views(self):
+        """Views fitted before a browser gave them their size are zoomed wrongly; fit again once it has."""
+        await asyncio.sleep(1.0)
+        with self.state:
+            for view in self.slicer.view_manager.get_views():
+                view.reset_view()
+                view.schedule_render()
+
     async def _poll_forever(self):
         while True:
             await asyncio.sleep(POLL_S)
@@ -334,6 +345,8 @@ class AlignFlowPage:
             layout.drawer.width = 380
             with layout.toolbar:
                 v3.VSpacer()
+                v3.VSwitch(v_model=("af_show_masks",), label="masks", id="af-show-masks", density="compact",
+                           hide_details=True, classes="mr-4 flex-grow-0", color="primary")
                 html.Span("{{ af_phase }}", id="af-phase", classes="mr-4 text-body-2")
             with layout.drawer:
                 with v3.VTabs(v_model=("af_tab",), density="compact", grow=True):
@@ -346,6 +359,7 @@ class AlignFlowPage:
                 with html.Div(v_show="af_tab === 'apply'", classes="pa-2"):
                     self._apply_panel()
             with layout.content:
+                client.ClientTriggers(mounted=self._refit_views_soon)
                 with html.Div(style="display: flex; flex-direction: column; height: calc(100vh - 64px);"):
                     with html.Div(style="position: relative; flex: 1 1 60%; min-height: 300px;", id="af-views"):
                         self.layouts.initialize_layout_grid(layout)
@@ -399,8 +413,6 @@ class AlignFlowPage:
         with v3.VRow(dense=True, align="center"):
             v3.VBtn("Previous", click=self.previous_pair, id="af-previous", disabled=("!af_pair_count",))
             v3.VBtn("Next", click=self.next_pair, id="af-next", classes="ml-2", disabled=("!af_pair_count",))
-            v3.VSwitch(v_model=("af_show_masks",), label="masks", id="af-show-masks", density="compact",
-                       hide_details=True, classes="ml-4", color="primary")
         html.Div("{{ af_pair_label }}", id="af-pair-label", classes="text-caption mt-1")
 
     def _apply_panel(self) -> None:
