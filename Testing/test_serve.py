@@ -191,7 +191,7 @@ def test_pairs_load_as_volume_and_segment_shown_in_one_view_and_save_as_seg_nrrd
     import SimpleITK as sitk
     import slicer
 
-    from AlignFlowLib.serve import scene as page_scene
+    from AlignFlowLib.mrml import display as page_scene
 
     _pairs(tmp_path / "p", ["x"], 120)
     scene = slicer.vtkMRMLScene()

@@ -256,7 +256,7 @@ def test_run_streams_progress_cancels_resumes_and_previews_pairs(page, served_ro
     with_masks = view_pixels(page, 2)
     page.click("#af-show-masks")
     without = pixels_after_change(page, 2, with_masks)
-    from AlignFlowLib.serve.scene import ALIGNED_COLOUR
+    from AlignFlowLib.mrml.display import ALIGNED_COLOUR
 
     changed, towards = overlay_change(with_masks, without, ALIGNED_COLOUR)
     mask_file = served_root / "runs" / "phantom" / "preview" / "aligned" / "masks" / (label.split(": ")[-1] + ".png")
@@ -292,7 +292,7 @@ def test_apply_segmenter_shows_it_in_2d_and_3d_and_downloads_seg_nrrd(page, serv
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
     assert int(labels.astype(bool).sum()) == voxels > 0
 
-    from AlignFlowLib.serve.scene import PREDICTION_COLOUR
+    from AlignFlowLib.mrml.display import PREDICTION_COLOUR
 
     page.wait_for_timeout(2000)
     three_d = view_pixels(page, 1)

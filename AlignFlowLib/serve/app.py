@@ -23,7 +23,8 @@ from trame_slicer.rca_view import register_rca_factories
 from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
 
 from ..presets import PRESETS
-from . import run_view, scene as page_scene
+from ..mrml import display as page_scene
+from . import run_view
 from .jobs import RunJob, RunRequest
 from .security import (DEFAULT_MAX_UPLOAD_BYTES, IMAGE_SUFFIXES, UPLOADS, VOLUME_SUFFIXES, AccessError, ServedRoot,
                        check_upload)
@@ -105,7 +106,25 @@ class AlignFlowPage:
             self.state.af_run_exists = False
             return
         self.state.af_run_exists = (folder / "config.json").is_file()
+        if self.state.af_run_exists:
+            self._fill_inputs_from(folder)
         self.show_run(folder)
+
+    def _fill_inputs_from(self, run: Path) -> None:
+        """An existing run's folders become the page's choices, so Resume works after a server restart too."""
+        import json
+
+        try:
+            inputs = json.loads((run / "config.json").read_text()).get("inputs", {})
+        except (OSError, ValueError):
+            return
+        for field, key in (("af_source", "source"), ("af_references", "references"), ("af_test", "test")):
+            if inputs.get(key):
+                try:
+                    self.state[field] = self.served.relative(self.served.resolve(
+                        Path(inputs[key]).resolve().relative_to(self.served.root).as_posix()))
+                except (ValueError, AccessError):
+                    continue
 
     def _request(self) -> RunRequest:
         for field, what in (("af_source", "source pair folder"), ("af_references", "reference folder")):

@@ -1,4 +1,4 @@
-"""The page's MRML work, on an explicit scene (tested against slicer-core without a browser).
+"""Pairs and results shown in views, on an explicit scene: what the browser page (`alignflow serve`) shows.
 
 Pairs are shown the way the Slicer module shows them: the image as a volume, the mask as a segment of a
 segmentation on the image's grid. Each node is shown in one view only, so three views can hold three different
@@ -15,7 +15,7 @@ import numpy as np
 
 import slicer
 
-from ..mrml.nodes import add_new_segment, read_volume, segmentation_for, write_mask_to_segment
+from .nodes import add_new_segment, read_volume, segmentation_for, write_mask_to_segment
 
 STAGE1_COLOUR = (0.95, 0.55, 0.1)
 ALIGNED_COLOUR = (0.1, 0.85, 0.25)
@@ -121,6 +121,6 @@ def segmentation_file_bytes(segmentation) -> bytes:
 
 def mask_voxels(segmentation, volume) -> np.ndarray:
     """The segmentation's first segment as a (K, J, I) bool array on `volume`'s grid (tests, summaries)."""
-    from ..mrml.nodes import mask_from_segments
+    from .nodes import mask_from_segments
 
     return mask_from_segments(segmentation.GetScene(), segmentation, volume)
