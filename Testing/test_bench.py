@@ -122,7 +122,7 @@ def test_smoke_protocol_pairs_every_method_and_resumes(fake_polyp, tmp_path):
 
 
 def test_bench_pairs_runs_the_protocol_on_plain_folders(tmp_path, capsys):
-    paths = write_phantom_dataset(tmp_path / "data", size_px=32, num_source=40, num_references=6,
+    paths = write_phantom_dataset(tmp_path / "data", size_px=32, num_source=40, num_references=4,
                                   num_target_test=12, seed=2)
     out = tmp_path / "out"
     code = main(["bench", "pairs", "--source", str(paths.source), "--pool", str(paths.references), "--test",
@@ -130,11 +130,11 @@ def test_bench_pairs_runs_the_protocol_on_plain_folders(tmp_path, capsys):
                  "--methods", "source_only,stage1_synthetic,alignflow", "--progress", "jsonl"])
     assert code == 0, capsys.readouterr().out[-2000:]
     saved = json.loads((out / "results.json").read_text())
-    # Six pool images: K = 1 and K = 5 are drawn (3 seeds each), K = 10 is skipped.
-    assert saved["reference_sets"] == ["K5_seed0", "K5_seed1", "K5_seed2", "K1_seed0", "K1_seed1", "K1_seed2"]
-    assert set(saved["methods"]["alignflow"]["by_k"]) == {"K1", "K5"}
+    # Four pool images: K = 1 is drawn (3 seeds), K = 5 and K = 10 are skipped.
+    assert saved["reference_sets"] == ["K1_seed0", "K1_seed1", "K1_seed2"]
+    assert set(saved["methods"]["alignflow"]["by_k"]) == {"K1"}
     assert saved["num_test_clusters"] == 12  # no cluster file: one cluster per image
-    assert saved["methods"]["alignflow"]["by_k"]["K5"]["paired"]["stage1_synthetic"]["num_reference_sets"] == 3
+    assert saved["methods"]["alignflow"]["by_k"]["K1"]["paired"]["stage1_synthetic"]["num_reference_sets"] == 3
     assert main(["bench", "pairs", "--source", str(paths.source), "--preset", "smoke", "--device", "cpu",
                  "--out", str(tmp_path / "x")]) == 2  # --pool and --test are required for pairs
 

@@ -110,7 +110,7 @@ def served_root(prerequisites, tmp_path_factory):
     paths = write_phantom_dataset(root / "data", size_px=32, num_source=48, num_references=6, num_target_test=12,
                                   seed=0)
     (root / "tiny.json").write_text(json.dumps({"config": to_dict(tiny_config(
-        image_steps=40, mask_steps=20, align_steps=4, segmenter_steps=20, checkpoint_every=5))}))
+        image_steps=20, mask_steps=10, align_steps=4, segmenter_steps=10, checkpoint_every=5))}))
     slices = [np.asarray(Image.open(p).convert("RGB")) for p in sorted((paths.target_test / "images").iterdir())[:3]]
     volume = sitk.GetImageFromArray(np.stack(slices), isVector=True)
     volume.SetSpacing((0.5, 0.5, 2.0))
@@ -316,7 +316,7 @@ def test_with_a_token_the_page_gets_nothing_without_it(browser, served_root):
         context = browser.new_context()
         stranger = context.new_page()
         stranger.goto(guarded.url())
-        stranger.wait_for_timeout(8000)
+        stranger.wait_for_timeout(5000)
         assert stranger.locator("#af-tab-run").count() == 0  # no state, no page, no runs
         stranger.goto(guarded.url(f"?secret={TOKEN}"))
         stranger.wait_for_selector("#af-tab-run", timeout=60_000)

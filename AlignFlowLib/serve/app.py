@@ -32,6 +32,7 @@ from .security import (DEFAULT_MAX_UPLOAD_BYTES, IMAGE_SUFFIXES, UPLOADS, VOLUME
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PREVIEW_VIEWS = (("Reference", "reference"), ("Stage1", "stage-1 generator"), ("Aligned", "aligned generator"))
 POLL_S = 0.3
+NOT_CONFIGS = ("manifest.json", "model.json", "metrics.json", "splits.json")  # JSON files that are not run configs
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -86,7 +87,8 @@ class AlignFlowPage:
         folders = self.served.folders()
         runs_rel = self.served.relative(self.runs)
         self.state.af_folders = [f for f in folders if not f.startswith(runs_rel + "/") and f != runs_rel]
-        self.state.af_configs = [f for f in self.served.files((".json",)) if not f.startswith(runs_rel + "/")]
+        self.state.af_configs = [f for f in self.served.files((".json",)) if not f.startswith(runs_rel + "/")
+                                 and Path(f).name not in NOT_CONFIGS]
         volumes = self.served.files(VOLUME_SUFFIXES)
         dicom = [f for f in folders if _looks_like_dicom(self.served.resolve(f))]
         self.state.af_volumes = volumes + dicom
@@ -176,7 +178,11 @@ class AlignFlowPage:
         files = af_upload if isinstance(af_upload, list) else [af_upload] if af_upload else []
         if not files:
             return
-        folder = self.served.resolve(UPLOADS) / f"references-{len(list(self.served.resolve('.').glob(UPLOADS + '/*'))) + 1}"
+        uploads = self.served.resolve(UPLOADS)
+        number = 1
+        while (uploads / f"references-{number}").exists():
+            number += 1
+        folder = uploads / f"references-{number}"
         saved = []
         try:
             checked = [(check_upload(f.get("name", ""), _content(f), self.max_upload_bytes), _content(f))
@@ -285,6 +291,9 @@ class AlignFlowPage:
             volume = page_scene.load_server_volume(self.slicer.scene, volume_path)
         except (AccessError, OSError) as error:
             self.state.af_error = str(error)
+            return
+        except RuntimeError as error:  # SimpleITK's reader on a file that is not an image
+            self.state.af_error = f"{self.state.af_volume}: cannot be read as a volume ({str(error).splitlines()[0]})"
             return
         self.apply_nodes = [volume]
         self._show_apply_volume(volume)
