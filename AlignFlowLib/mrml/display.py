@@ -16,6 +16,7 @@ import numpy as np
 import slicer
 
 from .nodes import add_new_segment, read_volume, segmentation_for, write_mask_to_segment
+from .segmenter import remove_preview
 
 STAGE1_COLOUR = (0.95, 0.55, 0.1)
 ALIGNED_COLOUR = (0.1, 0.85, 0.25)
@@ -66,14 +67,10 @@ def set_overlays_visible(nodes: Sequence, visible: bool) -> None:
 
 
 def remove_nodes(scene, nodes: Sequence) -> None:
+    """Remove nodes the page added (with their display nodes); nodes already gone are skipped."""
     for node in nodes:
-        if node is None or scene.GetNodeByID(node.GetID()) is None:
-            continue
-        for index in reversed(range(node.GetNumberOfDisplayNodes())):
-            display = node.GetNthDisplayNode(index)
-            if display is not None:
-                scene.RemoveNode(display)
-        scene.RemoveNode(node)
+        if node is not None and scene.GetNodeByID(node.GetID()) is not None:
+            remove_preview(scene, node)
 
 
 def _dicom_series_to_nrrd(folder: Path, work: Path) -> Path:

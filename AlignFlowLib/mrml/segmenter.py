@@ -188,7 +188,7 @@ def show_preview(scene, segmentation_node, labelmap, color: Sequence[float] = (0
 
 
 def remove_preview(scene, preview) -> None:
-    """Remove a preview node made by `show_preview`, with its display nodes."""
+    """Remove a node with its display nodes (a preview made by `show_preview`, a node the web page added)."""
     if preview is None or preview.GetScene() is None:
         return
     for index in reversed(range(preview.GetNumberOfDisplayNodes())):

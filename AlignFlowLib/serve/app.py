@@ -9,6 +9,8 @@ event loop polls them and mirrors their status into the page's state.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -114,18 +116,12 @@ class AlignFlowPage:
 
     def _fill_inputs_from(self, run: Path) -> None:
         """An existing run's folders become the page's choices, so Resume works after a server restart too."""
-        import json
-
-        try:
-            inputs = json.loads((run / "config.json").read_text()).get("inputs", {})
-        except (OSError, ValueError):
-            return
+        inputs = _run_inputs(run)
         for field, key in (("af_source", "source"), ("af_references", "references"), ("af_test", "test")):
             if inputs.get(key):
                 try:
-                    self.state[field] = self.served.relative(self.served.resolve(
-                        Path(inputs[key]).resolve().relative_to(self.served.root).as_posix()))
-                except (ValueError, AccessError):
+                    self.state[field] = self.served.relative(Path(inputs[key]))
+                except ValueError:  # a run started elsewhere, from folders outside the root
                     continue
 
     def _request(self) -> RunRequest:
@@ -225,10 +221,8 @@ class AlignFlowPage:
             return
         index = int(index) % len(pairs)
         self.state.af_pair_index = index
-        references = []
-        request_refs = self._run_references(run)
-        if request_refs is not None:
-            references = run_view.reference_images(request_refs)
+        references_folder = _run_inputs(run).get("references")
+        references = run_view.reference_images(Path(references_folder)) if references_folder else []
         shown = {}
         if references:
             shown["Reference"] = page_scene.load_pair(scene, references[index % len(references)], None,
@@ -247,16 +241,6 @@ class AlignFlowPage:
             self.preview_nodes += nodes
         page_scene.set_overlays_visible(self.preview_nodes, bool(self.state.af_show_masks))
         self.state.af_pair_label = f"pair {index + 1} of {len(pairs)}: {pairs[index]['aligned'][0].stem}"
-
-    def _run_references(self, run: Path) -> Path | None:
-        import json
-
-        try:
-            inputs = json.loads((run / "config.json").read_text()).get("inputs", {})
-        except (OSError, ValueError):
-            return None
-        references = inputs.get("references") if isinstance(inputs, dict) else None
-        return Path(references) if references else None
 
     def _on_show_masks(self, af_show_masks=True, **_):
         page_scene.set_overlays_visible(self.preview_nodes + self.apply_nodes, bool(af_show_masks))
@@ -459,6 +443,15 @@ class AlignFlowPage:
         v3.VBtn("Refresh lists", click=self.refresh_lists, variant="text", density="compact", classes="mt-2")
 
 
+def _run_inputs(run: Path) -> dict:
+    """The folders a run was started with (its config.json "inputs"); empty for a run not started yet."""
+    try:
+        inputs = json.loads((Path(run) / "config.json").read_text()).get("inputs", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return inputs if isinstance(inputs, dict) else {}
+
+
 def _content(file: dict) -> bytes:
     content = file.get("content", b"") if isinstance(file, dict) else b""
     if isinstance(content, str):  # some clients send text; images never are
@@ -489,8 +482,6 @@ def build_app(served: ServedRoot, runs: str = "runs", device: str = "auto",
 def serve(served: ServedRoot, host: str, port: int, token: str | None, **options: Any) -> None:
     """Start the page and block. The token is wslink's websocket secret: without it the page loads but gets no
     state, runs nothing and downloads nothing."""
-    import os
-
     page = build_app(served, **options)
     parser = page.server.cli
     parser.set_defaults(authKey=token or "wslink-secret")
