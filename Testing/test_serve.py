@@ -208,3 +208,42 @@ def test_pairs_load_as_volume_and_segment_shown_in_one_view_and_save_as_seg_nrrd
     assert int(sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(bool).sum()) == 16
     page_scene.remove_nodes(scene, [volume, segmentation])
     assert scene.GetNodeByID(volume.GetID()) is None and scene.GetNodeByID(segmentation.GetID()) is None
+
+
+def test_a_dicom_folder_loads_as_one_volume_with_its_geometry(tmp_path):
+    pytest.importorskip("slicer")
+    import SimpleITK as sitk
+    import slicer
+
+    from AlignFlowLib.mrml import display as page_scene
+    from AlignFlowLib.mrml.nodes import array_from_volume
+
+    series = tmp_path / "dicom"
+    series.mkdir()
+    voxels = (np.arange(3 * 6 * 5).reshape(3, 6, 5) * 10).astype(np.int16)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(3):
+        image = sitk.GetImageFromArray(voxels[k])
+        image.SetSpacing((0.5, 0.5))
+        for tag, value in (("0008|0060", "CT"), ("0020|000d", "1.2.826.0.1.3680043.2.1125.1"),
+                           ("0020|000e", "1.2.826.0.1.3680043.2.1125.1.2"), ("0020|0013", str(k + 1)),
+                           ("0020|0032", f"0\\0\\{2.0 * k}"), ("0020|0037", "1\\0\\0\\0\\1\\0"),
+                           ("0018|0050", "2.0"), ("0008|0018", f"1.2.826.0.1.3680043.2.1125.1.2.{k + 1}")):
+            image.SetMetaData(tag, value)
+        writer.SetFileName(str(series / f"slice{k}.dcm"))
+        writer.Execute(image)
+    scene = slicer.vtkMRMLScene()
+    volume = page_scene.load_server_volume(scene, series)
+    assert np.array_equal(array_from_volume(volume), voxels)
+    assert volume.GetSpacing() == pytest.approx((0.5, 0.5, 2.0))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(OSError, match="no DICOM series"):
+        page_scene.load_server_volume(scene, tmp_path / "empty")
+
+
+def test_serve_listens_on_this_machine_only_by_default():
+    from AlignFlowLib.cli import build_parser
+
+    args = build_parser().parse_args(["serve"])
+    assert args.host == "127.0.0.1" and is_loopback(args.host) and args.runs == "runs"
