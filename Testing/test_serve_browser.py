@@ -120,7 +120,8 @@ def served_root(prerequisites, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(served_root):
-    running = Server(served_root, "--max-upload-mb", "0.2")
+    """With a token, as on a shared GPU server (the page opens with ?secret=)."""
+    running = Server(served_root, "--max-upload-mb", "0.2", "--token", TOKEN)
     yield running
     running.stop()
 
@@ -139,7 +140,7 @@ def browser(prerequisites):
 def page(browser, server):
     context = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True)
     opened = context.new_page()
-    opened.goto(server.url())
+    opened.goto(server.url(f"?secret={TOKEN}"))
     opened.wait_for_selector("#af-tab-run", timeout=60_000)
     yield opened
     context.close()
@@ -310,16 +311,13 @@ def test_apply_segmenter_shows_it_in_2d_and_3d_and_downloads_seg_nrrd(page, serv
         page.screenshot(path=str(_screenshots() / "serve-apply.png"))
 
 
-def test_with_a_token_the_page_gets_nothing_without_it(browser, served_root):
-    guarded = Server(served_root, "--token", TOKEN)
-    try:
-        context = browser.new_context()
-        stranger = context.new_page()
-        stranger.goto(guarded.url())
-        stranger.wait_for_timeout(5000)
-        assert stranger.locator("#af-tab-run").count() == 0  # no state, no page, no runs
-        stranger.goto(guarded.url(f"?secret={TOKEN}"))
-        stranger.wait_for_selector("#af-tab-run", timeout=60_000)
-        context.close()
-    finally:
-        guarded.stop()
+def test_with_a_token_the_page_gets_nothing_without_it(browser, server):
+    context = browser.new_context()
+    stranger = context.new_page()
+    for query in ("", "?secret=wslink-secret", "?secret=browser-test-token-wrong"):
+        stranger.goto(server.url(query))
+        stranger.wait_for_timeout(3000)
+        assert stranger.locator("#af-tab-run").count() == 0, query  # no state, no page, no runs
+    stranger.goto(server.url(f"?secret={TOKEN}"))
+    stranger.wait_for_selector("#af-tab-run", timeout=60_000)
+    context.close()

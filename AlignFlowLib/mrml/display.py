@@ -31,13 +31,15 @@ def read_mask(path: Path) -> np.ndarray:
         return (np.asarray(picture.convert("L")) > 127)[None]
 
 
-def show_in_view(node, view_node_id: str) -> None:
-    """Limit every display node of `node` to one view (an empty list would mean "all views")."""
+def show_in_view(node, *view_node_ids: str) -> None:
+    """Limit every display node of `node` to these views (an empty list would mean "all views", and a result would
+    then spill over the pairs that other views show at the same place)."""
     for index in range(node.GetNumberOfDisplayNodes()):
         display = node.GetNthDisplayNode(index)
         if display is not None:
             display.RemoveAllViewNodeIDs()
-            display.AddViewNodeID(view_node_id)
+            for view_node_id in view_node_ids:
+                display.AddViewNodeID(view_node_id)
 
 
 def load_pair(scene, image: Path, mask: Path | None, name: str, colour: Sequence[float]) -> list:

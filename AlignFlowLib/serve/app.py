@@ -303,6 +303,8 @@ class AlignFlowPage:
             mask = job.mask()
             self.segmentation = page_scene.segmentation_from_mask(self.slicer.scene, volume, mask)
             self.apply_nodes.append(self.segmentation)
+            page_scene.show_in_view(self.segmentation, *(view.get_view_node_id() for view in (
+                self.slicer.view_manager.get_view("Volume"), self.slicer.view_manager.get_view("ThreeD")) if view))
             for view in self.slicer.view_manager.get_views():
                 view.reset_view()
                 view.schedule_render()
