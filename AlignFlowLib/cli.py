@@ -199,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serves a web page (trame + trame-slicer; Slicer's views rendered on this machine and streamed)\n"
                     "from which runs are started, followed, cancelled and resumed, generated pairs previewed and a\n"
                     "trained segmenter applied to a volume. Training runs in `alignflow` subprocesses.\n"
-                    "Off 127.0.0.1 a --token is required; open http://HOST:PORT/?secret=TOKEN then.",
+                    "The page opens as http://HOST:PORT/?secret=TOKEN (printed at start; without --token a random\n"
+                    "one is made). Off 127.0.0.1, --token is required.",
         epilog=SERVE_EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     serve.add_argument("--root", type=Path, default=Path("."),
                        help="the only folder tree the page may browse and write into (default: here)")
@@ -209,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--token", default=os.environ.get("ALIGNFLOW_TOKEN"),
                        help="secret the page must present (?secret=TOKEN); required off localhost; default "
-                            "$ALIGNFLOW_TOKEN")
+                            "$ALIGNFLOW_TOKEN (keeps it out of `ps`), else a random one, printed with the URL")
     serve.add_argument("--device", default="auto", help="the page's default device for runs")
     serve.add_argument("--max-upload-mb", type=float, default=20.0, help="largest reference image accepted")
     serve.add_argument("--encoder", choices=("jpeg", "png"), default="jpeg",
@@ -537,7 +538,7 @@ def _other_rank_sink(event: dict) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     """The web page runs until Ctrl-C; its errors are one line on stderr, like every command's."""
-    from .serve.security import DEFAULT_MAX_UPLOAD_BYTES, ServedRoot, check_bind
+    from .serve.security import DEFAULT_MAX_UPLOAD_BYTES, ServedRoot, check_bind, new_token
 
     try:
         check_bind(args.host, args.token)
@@ -551,11 +552,11 @@ def _serve(args: argparse.Namespace) -> int:
     except AlignFlowError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
-    query = f"?secret={args.token}" if args.token else ""
-    print(f"AlignFlow page: http://{args.host}:{args.port}/{query}", flush=True)
+    token = args.token or new_token()  # even on 127.0.0.1: other users of this machine reach that address too
+    print(f"AlignFlow page: http://{args.host}:{args.port}/?secret={token}", flush=True)
     max_bytes = int(args.max_upload_mb * 1e6) if args.max_upload_mb > 0 else DEFAULT_MAX_UPLOAD_BYTES
     try:
-        serve(served, args.host, args.port, args.token, runs=args.runs, device=args.device,
+        serve(served, args.host, args.port, token, runs=args.runs, device=args.device,
               max_upload_bytes=max_bytes, encoder=args.encoder)
     except KeyboardInterrupt:
         pass

@@ -106,11 +106,14 @@ def _request(tmp_path):
 
 
 def test_a_run_then_two_previews_with_the_same_masks_and_seeds(tmp_path):
-    steps = steps_for(_request(tmp_path), resume=True)
+    steps = steps_for(_request(tmp_path), resume=False)
     assert [label for label, _ in steps] == ["run", "preview stage1", "preview aligned"]
     run_args = steps[0][1]
-    assert run_args[0] == "run" and "--resume" in run_args and run_args[run_args.index("--config") + 1].endswith(
-        "tiny.json")
+    assert run_args[0] == "run" and "--resume" not in run_args
+    assert run_args[run_args.index("--config") + 1].endswith("tiny.json")
+    # Resuming continues on what the run folder stored: nothing the page holds now can replace its inputs.
+    resumed = steps_for(RunRequest(out=tmp_path / "runs" / "r1", device="cpu"), resume=True)[0][1]
+    assert resumed == ["run", "--out", str(tmp_path / "runs" / "r1"), "--resume", "--device", "cpu"]
     previews = [args for _, args in steps[1:]]
     assert [a[a.index("--generator") + 1] for a in previews] == ["stage1", "aligned"]
     # only the generator and the output differ: same count, same seeds (the config's), same device
@@ -240,6 +243,34 @@ def test_a_dicom_folder_loads_as_one_volume_with_its_geometry(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(OSError, match="no DICOM series"):
         page_scene.load_server_volume(scene, tmp_path / "empty")
+
+
+def test_the_server_never_quits_for_lack_of_a_browser_and_always_has_a_secret(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("trame_slicer")
+    import argparse
+
+    from AlignFlowLib.cli import main
+    from AlignFlowLib.serve import app
+
+    started, tokens = {}, []
+
+    class FakeServer:
+        cli = argparse.ArgumentParser()
+
+        def start(self, **options):
+            started.update(options)
+
+    class FakePage:
+        server = FakeServer()
+
+    monkeypatch.setattr(app, "build_app", lambda served, **options: FakePage())
+    app.serve(ServedRoot(tmp_path), "127.0.0.1", 8123, "t" * 20)
+    assert started["timeout"] == 0 and FakePage.server.cli.get_default("authKey") == "t" * 20
+    monkeypatch.delenv("ALIGNFLOW_TOKEN", raising=False)
+    monkeypatch.setattr(app, "serve", lambda served, host, port, token, **options: tokens.append(token))
+    assert main(["serve", "--root", str(tmp_path)]) == 0
+    url = capsys.readouterr().out.strip()
+    assert len(tokens) == 1 and len(tokens[0]) >= 16 and url.endswith(f"/?secret={tokens[0]}")
 
 
 def test_serve_listens_on_this_machine_only_by_default():

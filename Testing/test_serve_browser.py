@@ -314,10 +314,13 @@ def test_apply_segmenter_shows_it_in_2d_and_3d_and_downloads_seg_nrrd(page, serv
 def test_with_a_token_the_page_gets_nothing_without_it(browser, server):
     context = browser.new_context()
     stranger = context.new_page()
-    for query in ("", "?secret=wslink-secret", "?secret=browser-test-token-wrong"):
-        stranger.goto(server.url(query))
-        stranger.wait_for_timeout(3000)
-        assert stranger.locator("#af-tab-run").count() == 0, query  # no state, no page, no runs
+    start = time.monotonic()
     stranger.goto(server.url(f"?secret={TOKEN}"))
     stranger.wait_for_selector("#af-tab-run", timeout=60_000)
+    with_token_s = time.monotonic() - start
+    for query in ("", "?secret=wslink-secret", "?secret=browser-test-token-wrong"):
+        stranger.goto(server.url(query))
+        # three times as long as the page took with the token: a slow page cannot pass for a refused one
+        stranger.wait_for_timeout(max(3000, 3000 * with_token_s))
+        assert stranger.locator("#af-tab-run").count() == 0, query  # no state, no page, no runs
     context.close()

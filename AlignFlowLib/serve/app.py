@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -31,11 +32,13 @@ from .jobs import RunJob, RunRequest
 from .security import (DEFAULT_MAX_UPLOAD_BYTES, IMAGE_SUFFIXES, UPLOADS, VOLUME_SUFFIXES, AccessError, ServedRoot,
                        check_upload)
 
+logger = logging.getLogger(__name__)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PREVIEW_VIEWS = (("Reference", "reference"), ("Stage1", "stage-1 generator"), ("Aligned", "aligned generator"))
 POLL_S = 0.3
 NOT_CONFIGS = ("manifest.json", "model.json", "metrics.json", "splits.json")  # JSON files that are not run configs
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+DEVICE_NAME = re.compile(r"^(auto|cpu|mps|cuda(:\d{1,2})?)$")
 
 
 class AlignFlowPage:
@@ -124,16 +127,23 @@ class AlignFlowPage:
                 except ValueError:  # a run started elsewhere, from folders outside the root
                     continue
 
-    def _request(self) -> RunRequest:
+    def _request(self, resume: bool) -> RunRequest:
+        """What the page asks for, checked again here: a client can send any state, not only what the page offers."""
+        device, preset = str(self.state.af_device), str(self.state.af_preset)
+        if not DEVICE_NAME.match(device):
+            raise AccessError(f"{device!r}: not a device (auto, cpu, cuda, cuda:N, mps)")
+        if resume:
+            return RunRequest(out=self._run_folder(), device=device)
+        if preset not in PRESETS:
+            raise AccessError(f"{preset!r}: not a preset ({', '.join(PRESETS)})")
         for field, what in (("af_source", "source pair folder"), ("af_references", "reference folder")):
             if not self.state[field]:
                 raise AccessError(f"choose a {what}")
         config = self.served.resolve(self.state.af_config) if self.state.af_config else None
         test = self.served.resolve(self.state.af_test) if self.state.af_test else None
-        return RunRequest(source=self.served.resolve(self.state.af_source),
-                          references=self.served.resolve(self.state.af_references), out=self._run_folder(),
-                          preset=str(self.state.af_preset), device=str(self.state.af_device), config=config,
-                          test=test)
+        return RunRequest(out=self._run_folder(), source=self.served.resolve(self.state.af_source),
+                          references=self.served.resolve(self.state.af_references), preset=preset, device=device,
+                          config=config, test=test)
 
     def start_run(self, resume: bool = False) -> None:
         self.state.af_error = ""
@@ -141,10 +151,10 @@ class AlignFlowPage:
             self.state.af_error = "a run is already going; cancel it first"
             return
         try:
-            request = self._request()
+            request = self._request(resume)
             if not resume and (request.out / "config.json").is_file():
                 raise AccessError(f"{request.out.name}: this run exists; Resume continues it")
-        except AccessError as error:
+        except (AccessError, ValueError) as error:  # ValueError: e.g. a NUL byte in a path
             self.state.af_error = str(error)
             return
         self.job = RunJob(request, resume=resume)
@@ -181,14 +191,21 @@ class AlignFlowPage:
         folder = uploads / f"references-{number}"
         saved = []
         try:
-            checked = [(check_upload(f.get("name", ""), _content(f), self.max_upload_bytes), _content(f))
-                       for f in files]
+            checked: dict[str, bytes] = {}
+            for file in files:
+                name = check_upload(file.get("name", ""), _content(file), self.max_upload_bytes)
+                stem, suffix = os.path.splitext(name)
+                copy = 1
+                while name in checked:  # two names that clean to the same one are both kept
+                    copy += 1
+                    name = f"{stem}-{copy}{suffix}"
+                checked[name] = _content(file)
         except AccessError as error:
             self.state.af_error = str(error)
             self.state.af_upload = None
             return
         folder.mkdir(parents=True, exist_ok=True)
-        for name, data in checked:
+        for name, data in checked.items():
             (folder / name).write_bytes(data)
             saved.append(name)
         self.refresh_lists()
@@ -204,7 +221,7 @@ class AlignFlowPage:
         self.state.af_curve_svg = run_view.alignment_curve_svg(run)
         self.state.af_report_html = run_view.report_html(run)
         self.state.af_scores = run_view.metric_rows(run)
-        self.state.af_pair_index = min(int(self.state.af_pair_index or 0), max(len(pairs) - 1, 0))
+        self.state.af_pair_index = min(_as_int(self.state.af_pair_index), max(len(pairs) - 1, 0))
         self.show_pair(self.state.af_pair_index)
 
     def show_pair(self, index: int) -> None:
@@ -219,10 +236,16 @@ class AlignFlowPage:
         if not pairs:
             self.state.af_pair_label = ""
             return
-        index = int(index) % len(pairs)
+        index = _as_int(index) % len(pairs)
         self.state.af_pair_index = index
+        references = []
         references_folder = _run_inputs(run).get("references")
-        references = run_view.reference_images(Path(references_folder)) if references_folder else []
+        if references_folder:
+            try:  # only what lies under the root is shown, even for a run started elsewhere
+                references = run_view.reference_images(self.served.resolve(self.served.relative(
+                    Path(references_folder))))
+            except (ValueError, AccessError):
+                references = []
         shown = {}
         if references:
             shown["Reference"] = page_scene.load_pair(scene, references[index % len(references)], None,
@@ -248,10 +271,10 @@ class AlignFlowPage:
             view.schedule_render()
 
     def next_pair(self) -> None:
-        self.show_pair(int(self.state.af_pair_index) + 1)
+        self.show_pair(_as_int(self.state.af_pair_index) + 1)
 
     def previous_pair(self) -> None:
-        self.show_pair(int(self.state.af_pair_index) - 1)
+        self.show_pair(_as_int(self.state.af_pair_index) - 1)
 
     # ---------------------------------------------------------------- apply
     def _on_tab(self, af_tab=None, **_):
@@ -273,7 +296,7 @@ class AlignFlowPage:
             page_scene.remove_nodes(self.slicer.scene, self.apply_nodes)
             self.apply_nodes, self.segmentation = [], None
             volume = page_scene.load_server_volume(self.slicer.scene, volume_path)
-        except (AccessError, OSError) as error:
+        except (AccessError, OSError, ValueError) as error:
             self.state.af_error = str(error)
             return
         except RuntimeError as error:  # SimpleITK's reader on a file that is not an image
@@ -311,6 +334,9 @@ class AlignFlowPage:
             voxels = int(mask.sum())
             self.state.update({"af_apply_phase": "done", "af_seg_ready": True,
                                "af_apply_message": f"{voxels} voxels segmented in {volume.GetName()}"})
+        except Exception as error:  # noqa: BLE001 - a bad result must not leave Apply disabled
+            self.state.update({"af_apply_phase": "failed", "af_apply_message": f"the result could not be shown: {error}"})
+            raise
         finally:
             job.cleanup()
 
@@ -341,16 +367,24 @@ class AlignFlowPage:
 
     def poll(self) -> None:
         with self.state:
-            if self.job is not None and (self.job.running or self.state.af_phase == "running"):
-                status = self.job.poll()
-                self._mirror(status)
-                if status["phase"] != "running":
-                    self.refresh_lists()
-                    self._on_run_name(self.state.af_run_name)
-            if self.prediction is not None:
-                self.prediction.poll()
-                if self.prediction.finished:
-                    self._finish_prediction()
+            try:
+                self._poll_jobs()
+            except Exception as error:  # noqa: BLE001 - the page must keep polling whatever one update did
+                logger.exception("while updating the page")
+                self.state.af_error = f"the page could not be updated: {error}"
+
+    def _poll_jobs(self) -> None:
+        if self.job is not None and (self.job.running or self.state.af_phase == "running"):
+            status = self.job.poll()
+            self._mirror(status)
+            if status["phase"] != "running":
+                self.refresh_lists()
+                self.state.af_run_name = self.job.request.out.name  # show what this job made
+                self._on_run_name(self.state.af_run_name)
+        if self.prediction is not None:
+            self.prediction.poll()
+            if self.prediction.finished:
+                self._finish_prediction()
 
     # ---------------------------------------------------------------- UI
     def _build_ui(self) -> None:
@@ -445,6 +479,13 @@ class AlignFlowPage:
         v3.VBtn("Refresh lists", click=self.refresh_lists, variant="text", density="compact", classes="mt-2")
 
 
+def _as_int(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
 def _run_inputs(run: Path) -> dict:
     """The folders a run was started with (its config.json "inputs"); empty for a run not started yet."""
     try:
@@ -481,11 +522,12 @@ def build_app(served: ServedRoot, runs: str = "runs", device: str = "auto",
     return AlignFlowPage(server, served, runs, device, max_upload_bytes, encoder)
 
 
-def serve(served: ServedRoot, host: str, port: int, token: str | None, **options: Any) -> None:
-    """Start the page and block. The token is wslink's websocket secret: without it the page loads but gets no
-    state, runs nothing and downloads nothing."""
+def serve(served: ServedRoot, host: str, port: int, token: str, **options: Any) -> None:
+    """Start the page and block until Ctrl-C. The token is wslink's websocket secret: without it the page loads but
+    gets no state, runs nothing and downloads nothing."""
     page = build_app(served, **options)
     parser = page.server.cli
-    parser.set_defaults(authKey=token or "wslink-secret")
+    parser.set_defaults(authKey=token)
     os.environ["TRAME_ARGS"] = ""  # trame would otherwise parse alignflow's own argv as its options
-    page.server.start(host=host, port=port, open_browser=False, show_connection_info=False)
+    # timeout=0: wslink would otherwise exit after 5 minutes without a browser, stopping a run started from the page
+    page.server.start(host=host, port=port, open_browser=False, show_connection_info=False, timeout=0)

@@ -23,9 +23,9 @@ LOG_LINES = 40
 
 @dataclass(frozen=True)
 class RunRequest:
-    source: Path
-    references: Path
     out: Path
+    source: Path | None = None  # None when resuming: the run folder knows its inputs
+    references: Path | None = None
     preset: str = "default"
     device: str = "auto"
     config: Path | None = None
@@ -38,15 +38,17 @@ def preview_folder(run: Path, generator: str) -> Path:
 
 
 def steps_for(request: RunRequest, resume: bool) -> list[tuple[str, list[str]]]:
-    """(label, CLI arguments) for each subprocess, in order."""
-    run = ["run", "--source", str(request.source), "--references", str(request.references),
-           "--out", str(request.out), "--preset", request.preset, "--device", request.device]
-    if request.config is not None:
-        run += ["--config", str(request.config)]
-    if request.test is not None:
-        run += ["--test", str(request.test)]
+    """(label, CLI arguments) for each subprocess, in order. A resumed run gets only its folder and device: it
+    continues on the source, references, test folder and configuration it was started with."""
     if resume:
-        run.append("--resume")
+        run = ["run", "--out", str(request.out), "--resume", "--device", request.device]
+    else:
+        run = ["run", "--source", str(request.source), "--references", str(request.references),
+               "--out", str(request.out), "--preset", request.preset, "--device", request.device]
+        if request.config is not None:
+            run += ["--config", str(request.config)]
+        if request.test is not None:
+            run += ["--test", str(request.test)]
     steps = [("run", run)]
     for generator in GENERATORS:
         steps.append((f"preview {generator}", [

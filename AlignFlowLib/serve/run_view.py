@@ -11,9 +11,6 @@ from pathlib import Path
 from .jobs import GENERATORS, preview_folder
 from .security import IMAGE_SUFFIXES
 
-MODEL_FILE = "model.json"
-
-
 def _stems(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         return {}
@@ -74,8 +71,3 @@ def metric_rows(run: Path) -> list[dict[str, str]]:
             rows.append({"model": name.replace("_", " "), "mdice": f"{value['mdice']:.3f}",
                          "miou": f"{value.get('miou', float('nan')):.3f}"})
     return rows
-
-
-def exported_segmenter(run: Path) -> Path | None:
-    folder = Path(run) / "segmenter" / "exported"
-    return folder if (folder / MODEL_FILE).is_file() else None
