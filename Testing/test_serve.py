@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import locale
 import os
 import subprocess
 import sys
@@ -226,6 +227,8 @@ def test_a_dicom_folder_loads_as_one_volume_with_its_geometry(tmp_path):
     voxels = (np.arange(3 * 6 * 5).reshape(3, 6, 5) * 10).astype(np.int16)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
+    # GDCM's DICOM writer leaves the process in the "C" locale (ASCII text I/O for every later test); put it back.
+    saved_locale = locale.setlocale(locale.LC_ALL)
     for k in range(3):
         image = sitk.GetImageFromArray(voxels[k])
         image.SetSpacing((0.5, 0.5))
@@ -235,7 +238,10 @@ def test_a_dicom_folder_loads_as_one_volume_with_its_geometry(tmp_path):
                            ("0018|0050", "2.0"), ("0008|0018", f"1.2.826.0.1.3680043.2.1125.1.2.{k + 1}")):
             image.SetMetaData(tag, value)
         writer.SetFileName(str(series / f"slice{k}.dcm"))
-        writer.Execute(image)
+        try:
+            writer.Execute(image)
+        finally:
+            locale.setlocale(locale.LC_ALL, saved_locale)
     scene = slicer.vtkMRMLScene()
     volume = page_scene.load_server_volume(scene, series)
     assert np.array_equal(array_from_volume(volume), voxels)

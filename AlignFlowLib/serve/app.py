@@ -92,9 +92,9 @@ class AlignFlowPage:
         folders = self.served.folders()
         runs_rel = self.served.relative(self.runs)
         self.state.af_folders = [f for f in folders if not f.startswith(runs_rel + "/") and f != runs_rel]
-        self.state.af_configs = [f for f in self.served.files((".json",)) if not f.startswith(runs_rel + "/")
-                                 and Path(f).name not in NOT_CONFIGS]
-        volumes = self.served.files(VOLUME_SUFFIXES)
+        self.state.af_configs = [f for f in self.served.files((".json",), folders=folders)
+                                 if not f.startswith(runs_rel + "/") and Path(f).name not in NOT_CONFIGS]
+        volumes = self.served.files(VOLUME_SUFFIXES, folders=folders)
         dicom = [f for f in folders if _looks_like_dicom(self.served.resolve(f))]
         self.state.af_volumes = volumes + dicom
         self.state.af_models = [self.served.relative(path.parent) for path in sorted(self.runs.rglob("model.json"))]
@@ -118,7 +118,7 @@ class AlignFlowPage:
         self.show_run(folder)
 
     def _fill_inputs_from(self, run: Path) -> None:
-        """An existing run's folders become the page's choices, so Resume works after a server restart too."""
+        """Show the folders an existing run was started with (Resume continues on those, whatever the page holds)."""
         inputs = _run_inputs(run)
         for field, key in (("af_source", "source"), ("af_references", "references"), ("af_test", "test")):
             if inputs.get(key):

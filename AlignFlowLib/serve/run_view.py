@@ -5,11 +5,12 @@ Pure file reading, no MRML: the page's scene code turns these paths into nodes.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from ..run_folder import RunFolder
 from .jobs import GENERATORS, preview_folder
 from .security import IMAGE_SUFFIXES
+
 
 def _stems(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
@@ -35,12 +36,8 @@ def reference_images(folder: Path) -> list[Path]:
 
 
 def read_metrics(run: Path) -> dict:
-    path = Path(run) / "metrics.json"
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
+    """The run's metrics.json ({} before it exists; it is written atomically, so never half)."""
+    return RunFolder(Path(run)).read_metrics()
 
 
 def alignment_curve_svg(run: Path) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 
 from ..errors import AlignFlowError, UsageError
 
+# The same as data.io's; repeated so that the page starts without the data package, which imports torch.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -111,10 +112,11 @@ class ServedRoot:
         walk(self.root, 1)
         return found
 
-    def files(self, suffixes: tuple[str, ...], max_depth: int = 3) -> list[str]:
-        """Files under the root whose names end in one of `suffixes` (lower case), as relative paths."""
+    def files(self, suffixes: tuple[str, ...], max_depth: int = 3, folders: list[str] | None = None) -> list[str]:
+        """Files under the root whose names end in one of `suffixes` (lower case), as relative paths; `folders`
+        (from `folders()`) saves walking the tree again."""
         found = []
-        for folder in [""] + self.folders(max_depth):
+        for folder in [""] + (self.folders(max_depth) if folders is None else folders):
             base = self.resolve(folder)
             try:
                 entries = sorted(os.scandir(base), key=lambda e: e.name)
