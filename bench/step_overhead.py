@@ -2,7 +2,10 @@
 on the same batch (DESIGN.md §5 target: ratio ≤ 1.15). Both are timed in one process, interleaved, so machine noise
 hits both alike. Prints and saves JSON.
 
-    python bench/step_overhead.py [--device auto] [--size 64] [--batch 16] [--steps 30] [--out bench/results/...]
+    python bench/step_overhead.py [--device auto] [--model small|default] [--size 64] [--batch 16] [--steps 30]
+                                  [--out bench/results/...]
+
+`--model default` times the `default` preset's image generator (the GPU preset's); `small` the library's smallest.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from AlignFlowLib.device import autocast, select_device
 from AlignFlowLib.models.velocity import build_velocity_unet
 from AlignFlowLib.train.generators import train_image_generator
 from AlignFlowLib.config import DataConfig
+from AlignFlowLib.presets import DEFAULT
 
 
 def _sync(device: torch.device) -> None:
@@ -36,10 +40,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--model", choices=("small", "default"), default="small")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     device = select_device(args.device)
-    config = replace(ImageGeneratorConfig(), batch_size=args.batch, checkpoint_every_steps=10**9)
+    base = DEFAULT.image_generator if args.model == "default" else ImageGeneratorConfig()
+    config = replace(base, batch_size=args.batch, checkpoint_every_steps=10**9)
     pairs = PairSet(torch.rand(64, 3, args.size, args.size) * 2 - 1,
                     (torch.rand(64, 1, args.size, args.size) > 0.5).float(), [str(i) for i in range(64)])
 
@@ -79,7 +85,7 @@ def main() -> None:
     bare, loop = statistics.median(bare_times), statistics.median(loop_times)
     result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else
               f"CPU {platform.machine()} ({torch.get_num_threads()} threads)",
-              "image_size_px": args.size, "batch_size": args.batch, "steps_per_block": args.steps,
+              "model": args.model, "image_size_px": args.size, "batch_size": args.batch, "steps_per_block": args.steps,
               "bare_step_s": bare, "loop_step_s": loop, "ratio": loop / bare,
               "note": "loop time includes model construction and one final checkpoint per block"}
     print(json.dumps(result, indent=2))

