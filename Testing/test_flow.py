@@ -135,3 +135,32 @@ def test_ema_halflife():
         update_ema(ema, model, halflife_steps=10)
     assert ema.weight.item() == pytest.approx(0.5, abs=1e-6)
     assert not ema.weight.requires_grad
+
+
+def test_a_loss_that_turns_non_finite_stops_training_before_any_checkpoint_holds_it(tmp_path):
+    """The loop reads its loss only at report and save steps; a NaN between them must still stop it before the next
+    save, and the checkpoint on disk stays the last finite one."""
+    from AlignFlowLib.checkpoint import load_checkpoint
+    from AlignFlowLib.config import ImageGeneratorConfig, replace
+    from AlignFlowLib.errors import TrainingDivergedError
+    from AlignFlowLib.train.flow_matching import train_flow_model
+
+    config = replace(ImageGeneratorConfig(channels=(8, 8), attention_levels=(False, False), norm_num_groups=4,
+                                          num_head_channels=8),
+                     num_steps=30, batch_size=2, checkpoint_every_steps=5)
+    calls = {"n": 0}
+
+    def batch(generator: torch.Generator):
+        calls["n"] += 1
+        x1 = torch.rand(2, 1, 8, 8, generator=generator)
+        if calls["n"] == 7:                              # step 7: after the save at 5, before the report at 10
+            x1[0, 0, 0, 0] = float("nan")
+        return x1, None
+
+    path = tmp_path / "flow.pt"
+    with pytest.raises(TrainingDivergedError, match="non-finite loss by step 10"):
+        train_flow_model("test", batch, config, {"data_channels": 1, "condition_channels": 0}, torch.device("cpu"),
+                         path)
+    state = load_checkpoint(path)
+    assert state["step"] == 5
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())

@@ -137,6 +137,8 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--steps", type=int, default=20, help="steps per timed block (three blocks)")
     parser.add_argument("--skip-compile", action="store_true")
+    parser.add_argument("--only", default=None, help="comma list of workloads (default: all)")
+    parser.add_argument("--variants", default="fp32,bf16,bf16+compile", help="comma list")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--batch-divisor", type=int, default=1, help="smaller batches (to check the script on a CPU)")
     args = parser.parse_args()
@@ -151,10 +153,13 @@ def main() -> int:
               "workloads": {}, "note": "median s/step of three timed blocks after warm-up; compile time is the "
                                        "warm-up (3 steps) of the compiled variant"}
     workloads = _workloads(device)
-    variants = ["fp32", "bf16"] + ([] if args.skip_compile else ["bf16+compile"])
+    if args.only:
+        workloads = {name: workloads[name] for name in args.only.split(",")}
+    variants = [v for v in args.variants.split(",") if not (args.skip_compile and v == "bf16+compile")]
     # Eager variants of every workload first, so a cut-off run still has the bf16 answer everywhere.
     # Compiled variants then from the cheapest compile to the dearest.
-    for phase, order in ((variants[:2], list(workloads)), (variants[2:], list(reversed(workloads)))):
+    eager = [v for v in variants if v != "bf16+compile"]
+    for phase, order in ((eager, list(workloads)), ([v for v in variants if v not in eager], list(reversed(workloads)))):
         for workload in order:
             make = workloads[workload]
             for variant in phase:

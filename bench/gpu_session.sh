@@ -21,7 +21,7 @@ step() { echo "=== $(date -u +%T) ($(left) s left): $*"; }
 mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl
 export PYTHONPATH="$PWD:/tmp/site" PYTHONUNBUFFERED=1
-alignflow() { python3 -c 'import sys; from AlignFlowLib.cli import main; sys.exit(main(sys.argv[1:]))' "$@"; }
+ALIGNFLOW=(python3 -c 'import sys; from AlignFlowLib.cli import main; sys.exit(main(sys.argv[1:]))')
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c 'import torch, monai; print("torch", torch.__version__, "monai", monai.__version__, "cuda", torch.version.cuda)'
 
@@ -36,11 +36,11 @@ step "3. scaling row for one GPU, alignment memory at 10 vs 50 sampler steps"
 timeout "$(cap 90)" python3 bench/scaling.py --device cuda --size 128 --out "$OUT/scaling-cuda.json"
 
 step "4. every benchmark stage on CUDA (smoke preset, 2 worker processes on the one GPU)"
-timeout "$(cap 100)" alignflow bench polyp --data .gpu/polyp --preset smoke --device cuda --workers 2 \
+timeout "$(cap 100)" "${ALIGNFLOW[@]}" bench polyp --data .gpu/polyp --preset smoke --device cuda --workers 2 \
     --out /tmp/bench-smoke-cuda && cp /tmp/bench-smoke-cuda/results.json "$OUT/bench-smoke-cuda.json"
 
 step "5. the gpu preset until the deadline (timings of its stages)"
-timeout "$(cap 10000)" alignflow bench polyp --data .gpu/polyp --preset gpu --device cuda --workers 4 \
+timeout "$(cap 10000)" "${ALIGNFLOW[@]}" bench polyp --data .gpu/polyp --preset gpu --device cuda --workers 4 \
     --out /tmp/bench-gpu --progress jsonl > "$OUT/bench-gpu-progress.jsonl" 2> "$OUT/bench-gpu-stderr.txt"
 tar czf "$OUT/bench-gpu-files.tar.gz" -C /tmp/bench-gpu --exclude='*.pt' --exclude='*.safetensors' \
     --exclude='*.png' . 2>/dev/null

@@ -175,7 +175,7 @@ def main() -> int:
         counts = [n for n in (1, 2, 4, 8) if n <= torch.cuda.device_count()]
     else:
         counts = [1, 2]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     script = [str(Path(__file__).resolve()), "--device", device.type, "--size", str(args.size), "--steps",
               str(args.steps), "--stages", args.stages]
     runs = []

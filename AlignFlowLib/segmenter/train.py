@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +12,12 @@ import torch.nn.functional as F
 from .. import distributed
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import SegmenterConfig, from_dict
-from ..device import autocast, seeded_generator
-from ..errors import InputDataError, RunFolderError, TrainingDivergedError
+from ..device import autocast, seeded_generator, to_device
+from ..errors import InputDataError, RunFolderError
 from ..events import EventCallback, StageProgress, ignore_events
 from ..baselines.augment import classic_augment
 from ..flow.ema import make_ema, update_ema
+from ..train.running_loss import RunningLoss
 from .metrics import dice_iou, summarize
 from .model import build_segmenter
 
@@ -134,7 +134,7 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, config: Segmenter
 
     model.train()
     net = distributed.wrap(model, device)
-    running = 0.0
+    running = RunningLoss()
     while step < config.num_steps:
         # Sample the global batch (this rank trains on its rows of it).
         parts_x, parts_y = [], []
@@ -152,11 +152,9 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, config: Segmenter
         x, y = distributed.shard(x, y)
 
         # Update weights.
-        with autocast(device):
-            logits = net(x.to(device).contiguous(memory_format=torch.channels_last))
-        loss = segmentation_loss(logits, y.to(device))
-        if not math.isfinite(loss.item()):
-            raise TrainingDivergedError(f"{stage}: non-finite loss at step {step}; lower the learning rate")
+        with autocast(device, cuda_bf16=False):
+            logits = net(to_device(x, device).contiguous(memory_format=torch.channels_last))
+        loss = segmentation_loss(logits, to_device(y, device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -165,13 +163,16 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, config: Segmenter
             update_ema(ema, model, config.ema_halflife_steps)
         step += 1
 
-        # Report.
-        running = loss.item() if running == 0.0 else 0.9 * running + 0.1 * loss.item()
-        if step % 10 == 0 or step == config.num_steps:
-            progress.update(step, loss=running)
+        # Report (the loss is read from the device only here and before a save).
+        running.add(loss)
+        saving = checkpoint_path is not None and (step % save_every == 0 or step == config.num_steps)
+        if step % 10 == 0 or step == config.num_steps or saving:
+            smoothed = running.read(stage, step)
+            if step % 10 == 0 or step == config.num_steps:
+                progress.update(step, loss=smoothed)
 
         # Save snapshot.
-        if checkpoint_path is not None and (step % save_every == 0 or step == config.num_steps):
+        if saving:
             save_checkpoint(checkpoint_path, snapshot())
     distributed.barrier()  # the other ranks may read the checkpoint rank 0 wrote
     final = ema if ema is not None else model

@@ -6,7 +6,6 @@ generator v(m_t, t) on source masks — so they share one loop; each stage file 
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Callable, Optional, Tuple
 
@@ -15,12 +14,12 @@ import torch
 from .. import distributed
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import to_dict
-from ..device import autocast, seeded_generator
-from ..errors import TrainingDivergedError
+from ..device import autocast, seeded_generator, to_device
 from ..events import EventCallback, StageProgress, ignore_events
 from ..flow.ema import make_ema, update_ema
 from ..flow.path import flow_matching_loss, interpolate, sample_time
 from ..models.velocity import VelocityUNet, build_velocity_unet
+from .running_loss import RunningLoss
 from ..version import __version__
 
 # (generator) -> (x1 data batch (B, C, H, W), condition mask (B, 1, H, W) or None), on the training device.
@@ -85,11 +84,11 @@ def train_flow_model(kind: str, batch_fn: BatchFn, config: Any, meta: dict[str, 
 
     model.train()
     net = distributed.wrap(model, device)
-    running = 0.0
+    running = RunningLoss()
     while step < config.num_steps:
         # Sample path: the global batch, then this rank's rows of it.
         x1, mask = batch_fn(generator)
-        x0 = torch.randn(x1.shape, generator=generator).to(device)
+        x0 = to_device(torch.randn(x1.shape, generator=generator), device)
         t = sample_time(x1.shape[0], config.t_sampling, config.t_logit_mean, config.t_logit_std, generator).to(device)
         x0, x1, t, mask = distributed.shard(x0, x1, t, mask)
         path = interpolate(x0, x1, t)
@@ -98,8 +97,6 @@ def train_flow_model(kind: str, batch_fn: BatchFn, config: Any, meta: dict[str, 
         with autocast(device):
             velocity = net(path.x_t, path.t, mask)
         loss = flow_matching_loss(velocity, path)
-        if not math.isfinite(loss.item()):
-            raise TrainingDivergedError(f"{stage}: non-finite loss at step {step}; lower the learning rate")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip_norm)
@@ -109,15 +106,18 @@ def train_flow_model(kind: str, batch_fn: BatchFn, config: Any, meta: dict[str, 
         # Update EMA.
         update_ema(ema, model, config.ema_halflife_steps)
 
-        # Report.
-        running = loss.item() if running == 0.0 else 0.9 * running + 0.1 * loss.item()
-        if step % 10 == 0 or step == config.num_steps:
-            history["step"].append(step)
-            history["loss"].append(running)
-            progress.update(step, loss=running)
+        # Report (the loss is read from the device only here and before a save).
+        running.add(loss)
+        saving = step % config.checkpoint_every_steps == 0 or step == config.num_steps
+        if step % 10 == 0 or saving:
+            smoothed = running.read(stage, step)
+            if step % 10 == 0 or step == config.num_steps:
+                history["step"].append(step)
+                history["loss"].append(smoothed)
+                progress.update(step, loss=smoothed)
 
         # Save snapshot.
-        if step % config.checkpoint_every_steps == 0 or step == config.num_steps:
+        if saving:
             save()
     if step == 0:
         save()

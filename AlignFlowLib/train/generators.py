@@ -8,6 +8,7 @@ import torch
 
 from ..config import DataConfig, ImageGeneratorConfig, MaskGeneratorConfig, to_dict
 from ..data.folders import PairSet
+from ..device import to_device
 from ..events import EventCallback, ignore_events
 from ..models.velocity import VelocityUNet, drop_masks
 from .flow_matching import train_flow_model
@@ -43,7 +44,7 @@ def train_image_generator(pairs: PairSet, config: ImageGeneratorConfig, data_con
         index = torch.randint(len(images), (config.batch_size,), generator=generator)
         x1, mask = random_flip(images[index], masks[index], generator=generator)
         mask = drop_masks(mask, config.mask_dropout, generator)
-        return x1.to(device), mask.to(device)
+        return to_device(x1, device), to_device(mask, device)
 
     meta = {"data_channels": images.shape[1], "condition_channels": 1, "image_size_px": images.shape[-1],
             "data_config": to_dict(data_config), "num_train_pairs": len(pairs)}
@@ -65,7 +66,7 @@ def train_mask_generator(pairs: PairSet, config: MaskGeneratorConfig, device: to
         index = torch.randint(len(targets), (config.batch_size,), generator=generator)
         rotations = int(torch.randint(4, (1,), generator=generator))
         m1 = random_flip(targets[index], generator=generator).rot90(rotations, dims=(-2, -1))
-        return m1.contiguous().to(device), None
+        return to_device(m1.contiguous(), device), None
 
     meta = {"data_channels": 1, "condition_channels": 0, "image_size_px": targets.shape[-1],
             "num_train_masks": len(pairs)}
