@@ -97,9 +97,14 @@ def ensure_source_segmenter(run: RunFolder, pairs: PairSet, config: RunConfig, d
 
 
 def alignment_masks(run: RunFolder, config: RunConfig, pairs: PairSet, device: torch.device,
-                    count: int = 256) -> torch.Tensor:
+                    count: int | None = None) -> torch.Tensor:
     """The masks that condition the rewarded samples: the mask generator's first `count` accepted masks from the
-    synthesis seed (the very masks synthesis starts with), or real source masks when the config asks for them."""
+    synthesis seed (the very masks synthesis starts with), or real source masks when the config asks for them.
+
+    By default `count` is 256, or fewer when alignment draws fewer (steps x batch + evaluation images): sampling
+    masks nobody draws cost a short run most of its time."""
+    if count is None:
+        count = min(256, config.align.num_steps * config.align.batch_size + config.align.eval_num_images)
     if config.align.condition_masks == "source" or not run.mask_generator.is_file():
         return pairs.masks
     if config.align.condition_masks != "generated":

@@ -87,6 +87,7 @@ def test_smoke_protocol_pairs_every_method_and_resumes(fake_polyp, tmp_path):
     again = run_polyp_benchmark(fake_polyp, out, "smoke", CPU, resume=True)
     assert again["methods"]["alignflow"]["by_k"]["K10"] == saved["methods"]["alignflow"]["by_k"]["K10"]
     assert again["wall_time_s"].get("segmenters", 0) == 0 and again["wall_time_s"].get("align", 0) == 0
+    assert again["wall_time_s"].get("synthesis", 0) == 0  # nothing sampled: no pairs and no alignment masks
 
     # The same jobs in 2 worker processes: the job table (OUT/jobs) is filled by the workers, and the scores match
     # those trained here (up to the float order of 1 thread per worker instead of 2).

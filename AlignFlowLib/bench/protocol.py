@@ -421,8 +421,12 @@ def run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: torc
         extractor = load_feature_extractor(config.align.feature_size_px, config.align.style_weight, device)
         metric_masks = source.masks[torch.arange(min(bench.generator_metric_masks, count)) % len(source)]
         stage1_metrics = None
-        condition_masks = (timer("synthesis", lambda: pipeline.alignment_masks(run, config, source, device))
-                           if needs_alignment else None)
+        masks_cache: list[torch.Tensor] = []  # made on the first alignment: a resumed benchmark may need none
+
+        def condition_masks() -> torch.Tensor:
+            if not masks_cache:
+                masks_cache.append(timer("synthesis", lambda: pipeline.alignment_masks(run, config, source, device)))
+            return masks_cache[0]
         for set_name in reference_sets:
             progress.log(f"reference set {set_name}")
             references = data.references[set_name]
@@ -445,7 +449,7 @@ def run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: torc
                 for stale in (run.align_state, run.aligned_generator):
                     stale.unlink(missing_ok=True)
                 summary = timer("align", lambda: pipeline.align(run, ref_dir, device, on_event=on_event,
-                                                                condition_masks=condition_masks))
+                                                                condition_masks=condition_masks()))
                 set_dir.mkdir(parents=True, exist_ok=True)
                 write_json_atomic(set_dir / "align_summary.json", summary)
                 shutil.copyfile(run.aligned_generator, generator_file)
