@@ -101,8 +101,9 @@ def alignment_masks(run: RunFolder, config: RunConfig, pairs: PairSet, device: t
     """The masks that condition the rewarded samples: the mask generator's first `count` accepted masks from the
     synthesis seed (the very masks synthesis starts with), or real source masks when the config asks for them.
 
-    By default `count` is 256, or fewer when alignment draws fewer (steps x batch + evaluation images): sampling
-    masks nobody draws cost a short run most of its time."""
+    By default `count` is 256, or steps x batch + evaluation images when that is smaller: a short alignment then
+    samples no more masks than it can draw (sampling 256 took most of such a run's time). The presets draw more
+    than 256, so they are unchanged; a short run's draws differ from what they were with 256."""
     if count is None:
         count = min(256, config.align.num_steps * config.align.batch_size + config.align.eval_num_images)
     if config.align.condition_masks == "source" or not run.mask_generator.is_file():

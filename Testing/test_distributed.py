@@ -145,14 +145,34 @@ def _mmd_case():
     return inputs, references, layer
 
 
+def _nan_job(out: Path) -> None:
+    """The training loops' smoothed loss turning non-finite on rank 1 only: its gradients reach every rank, so
+    every rank's read must stop training, rank 0 (the one that saves) included."""
+    from AlignFlowLib import distributed
+    from AlignFlowLib.errors import TrainingDivergedError
+    from AlignFlowLib.train.running_loss import RunningLoss
+
+    running = RunningLoss()
+    running.add(torch.tensor(1.0 + distributed.world().rank))
+    finite = running.read("test", 1)  # the mean over ranks: (1 + 2) / 2
+    running.add(torch.tensor(float("nan") if distributed.world().rank == 1 else 2.0))
+    try:
+        running.read("test", 2)
+        raised = False
+    except TrainingDivergedError:
+        raised = True
+    if distributed.is_main():
+        torch.save({"finite": torch.tensor(finite), "raised": torch.tensor(raised)}, out / "nan.pt")
+
+
 def _every_job(out: Path) -> None:
     """All the cases in one pair of ranks (starting processes is the slow part)."""
-    for job in ("flow", "segmenter", "align", "mmd", "dice"):
+    for job in ("flow", "segmenter", "align", "mmd", "dice", "nan"):
         JOBS[job](out)
 
 
 JOBS = {"flow": _flow_job, "segmenter": _segmenter_job, "align": _align_job, "mmd": _mmd_job, "dice": _dice_job,
-        "all": _every_job}
+        "nan": _nan_job, "all": _every_job}
 
 
 @pytest.fixture(scope="module")
@@ -192,6 +212,12 @@ def _initial_weights(job: str) -> dict[str, torch.Tensor]:
             return build_segmenter("segresnet", 3).state_dict()
         torch.manual_seed(tiny_config().image_generator.seed if job == "flow" else 0)
         return build_velocity_unet(3, 1, tiny_config().image_generator).state_dict()
+
+
+def test_a_loss_non_finite_on_one_rank_stops_every_rank(two_ranks):
+    got = torch.load(two_ranks / "nan.pt", weights_only=True)
+    assert got["finite"].item() == pytest.approx(1.5)
+    assert got["raised"].item()
 
 
 def test_the_gathered_mmd_and_its_gradient_equal_one_process(two_ranks):

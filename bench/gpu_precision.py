@@ -2,8 +2,9 @@
 variant of a workload timed back to back on the same warm device, so noise hits them alike.
 
 Workloads are the `default` preset's networks (the GPU preset) at its sizes: an image-generator training step
-(fwd + bwd + AdamW, batch 32, 128 px), a mask-generator step, a segmenter step, and a no-grad sampler evaluation at
-synthesis batch size (64). Variants: fp32 (PyTorch's defaults: TF32 convolutions, full fp32 matmuls), bf16 autocast
+(fwd + bwd + AdamW, batch 32, 128 px), a mask-generator step, a segmenter step (channels-last, BCE + soft Dice,
+as its loop trains; the lease of 2026-11-26 measured an earlier version: default memory format, BCE only), and a
+no-grad sampler evaluation at synthesis batch size (64). Variants: fp32 (PyTorch's defaults: TF32 convolutions, full fp32 matmuls), bf16 autocast
 (what the library uses on CUDA), bf16 autocast + `torch.compile` (default mode; its compile time is reported apart).
 Results are written after every measurement, so a run cut off by its time limit keeps what it measured.
 
@@ -23,7 +24,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -32,6 +32,7 @@ from AlignFlowLib.device import select_device  # noqa: E402
 from AlignFlowLib.models.velocity import build_velocity_unet  # noqa: E402
 from AlignFlowLib.presets import DEFAULT  # noqa: E402
 from AlignFlowLib.segmenter.model import build_segmenter  # noqa: E402
+from AlignFlowLib.segmenter.train import segmentation_loss  # noqa: E402
 
 SIZE = DEFAULT.data.image_size_px
 BATCH_DIVISOR = 1  # --batch-divisor: a quick check of the script on a CPU
@@ -75,18 +76,20 @@ def _workloads(device: torch.device) -> dict[str, Callable[[str], Callable[[], N
         return make
 
     def segmenter_step(variant: str) -> Callable[[], None]:
+        """As the real loop runs it: channels-last, BCE + soft Dice."""
         torch.manual_seed(0)
-        model = build_segmenter("unet", 3).to(device)
+        model = build_segmenter("unet", 3).to(device).to(memory_format=torch.channels_last)
         net = torch.compile(model) if variant == "bf16+compile" else model
         optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
         batch = max(1, DEFAULT.segmenter.batch_size // BATCH_DIVISOR)
-        x = (torch.rand(batch, 3, SIZE, SIZE, generator=g) * 2 - 1).to(device)
+        x = (torch.rand(batch, 3, SIZE, SIZE, generator=g) * 2 - 1).to(device).contiguous(
+            memory_format=torch.channels_last)
         y = (torch.rand(batch, 1, SIZE, SIZE, generator=g) > 0.5).float().to(device)
 
         def step() -> None:
             with _precision(device, variant):
                 logits = net(x)
-            loss = F.binary_cross_entropy_with_logits(logits.float(), y)
+            loss = segmentation_loss(logits, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -5,7 +5,8 @@ Every image and mask the protocol reads (source train + val, target test, the ch
 the loader's own letterbox geometry and resampling, to the size the letterbox puts inside the square, and saved as
 PNG. Loading the pack at the same `--size` then resizes nothing: masks come out identical and images differ from
 loading the originals only by rounding to 8 bits after resizing (at most 0.5/255 before the [-1, 1] mapping).
-`--check` loads both and prints the largest difference. The layout, `splits.json` and `sequences.json` are kept, so
+`--check` loads the source validation images and the first 100 test images both ways and prints the largest
+difference. The layout, `splits.json` and `sequences.json` are kept, so
 `alignflow bench polyp --data PACK` runs the protocol unchanged.
 
     python bench/pack_polyp.py --data ../shared/data/polyp --size 128 --out .gpu/polyp [--references K10_seed0,…]

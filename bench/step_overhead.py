@@ -43,6 +43,8 @@ def main() -> None:
     parser.add_argument("--model", choices=("small", "default"), default="small")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.steps < 10 or args.steps % 10:
+        parser.error("--steps must be a positive multiple of 10 (the loop reports every 10 steps)")
     device = select_device(args.device)
     base = DEFAULT.image_generator if args.model == "default" else ImageGeneratorConfig()
     config = replace(base, batch_size=args.batch, checkpoint_every_steps=10**9)

@@ -152,7 +152,7 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, config: Segmenter
         x, y = distributed.shard(x, y)
 
         # Update weights.
-        with autocast(device, cuda_bf16=False):
+        with autocast(device):
             logits = net(to_device(x, device).contiguous(memory_format=torch.channels_last))
         loss = segmentation_loss(logits, to_device(y, device))
         optimizer.zero_grad(set_to_none=True)
@@ -166,7 +166,7 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, config: Segmenter
         # Report (the loss is read from the device only here and before a save).
         running.add(loss)
         saving = checkpoint_path is not None and (step % save_every == 0 or step == config.num_steps)
-        if step % 10 == 0 or step == config.num_steps or saving:
+        if step % 10 == 0 or step == config.num_steps or step % save_every == 0:  # the same steps on every rank
             smoothed = running.read(stage, step)
             if step % 10 == 0 or step == config.num_steps:
                 progress.update(step, loss=smoothed)

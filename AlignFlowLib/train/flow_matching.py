@@ -89,7 +89,8 @@ def train_flow_model(kind: str, batch_fn: BatchFn, config: Any, meta: dict[str, 
         # Sample path: the global batch, then this rank's rows of it.
         x1, mask = batch_fn(generator)
         x0 = to_device(torch.randn(x1.shape, generator=generator), device)
-        t = sample_time(x1.shape[0], config.t_sampling, config.t_logit_mean, config.t_logit_std, generator).to(device)
+        t = to_device(sample_time(x1.shape[0], config.t_sampling, config.t_logit_mean, config.t_logit_std,
+                                generator), device)
         x0, x1, t, mask = distributed.shard(x0, x1, t, mask)
         path = interpolate(x0, x1, t)
 
