@@ -25,19 +25,22 @@ ALIGNFLOW=(python3 -c 'import sys; from AlignFlowLib.cli import main; sys.exit(m
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c 'import torch, monai; print("torch", torch.__version__, "monai", monai.__version__, "cuda", torch.version.cuda)'
 
-step "1. bf16 and torch.compile per workload (issue 11)"
-timeout "$(cap 240)" python3 bench/gpu_precision.py --device cuda --out "$OUT/gpu_precision-cuda.json"
-
-step "2. training-loop overhead on the GPU preset's generator"
+# The lease of 2026-11-26 (bench/results/h200-lease-2026-11-26/) measured bf16 and compile on the bare networks, the
+# one-GPU scaling row and the smoke preset. What it left open comes first here.
+step "1. training-loop overhead of the loop that no longer waits on the GPU each step (target <= 1.15)"
 timeout "$(cap 70)" python3 bench/step_overhead.py --device cuda --model default --size 128 --batch 32 --steps 20 \
     --out "$OUT/step_overhead-cuda.json"
 
-step "3. scaling row for one GPU, alignment memory at 10 vs 50 sampler steps"
-timeout "$(cap 90)" python3 bench/scaling.py --device cuda --size 128 --out "$OUT/scaling-cuda.json"
-
-step "4. every benchmark stage on CUDA (smoke preset, 2 worker processes on the one GPU)"
+step "2. every benchmark stage on CUDA with the current loops (smoke preset, 2 worker processes on the one GPU)"
 timeout "$(cap 100)" "${ALIGNFLOW[@]}" bench polyp --data .gpu/polyp --preset smoke --device cuda --workers 2 \
     --out /tmp/bench-smoke-cuda && cp /tmp/bench-smoke-cuda/results.json "$OUT/bench-smoke-cuda.json"
+
+step "3. the segmenter's step as its loop runs it (channels-last, BCE + Dice): fp32 or bf16?"
+timeout "$(cap 60)" python3 bench/gpu_precision.py --device cuda --only segmenter_train_step --variants fp32,bf16 \
+    --out "$OUT/gpu_precision-segmenter-cuda.json"
+
+step "4. scaling row for one GPU, alignment memory at 10 vs 50 sampler steps"
+timeout "$(cap 90)" python3 bench/scaling.py --device cuda --size 128 --out "$OUT/scaling-cuda.json"
 
 step "5. the gpu preset until the deadline (timings of its stages)"
 timeout "$(cap 10000)" "${ALIGNFLOW[@]}" bench polyp --data .gpu/polyp --preset gpu --device cuda --workers 4 \
