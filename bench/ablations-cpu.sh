@@ -56,3 +56,7 @@ fi
 # 100 source-validation masks at least as well as the real source-validation images (judge mDice 0.486 on real;
 # generated: 0.470 at 1.0, 0.530 at 1.5, 0.571 at 2.0, 0.615 at 3.0; bench/results/cpu-96px's stage 1, 12 Euler steps).
 run guidance-1.5 --set synthesis.sampler.guidance_scale=1.5 --set align.sampler.guidance_scale=1.5
+# Dose-response of the guidance finding (guidance 1.5 lifted both synthetic methods by about 3 points, intervals
+# including 0): the largest scale of the same candidate list. An ablation, not a protocol choice: adopting any
+# scale needs a source-only rule fixed before its results (PROTOCOL.md).
+run guidance-3.0 --set synthesis.sampler.guidance_scale=3.0 --set align.sampler.guidance_scale=3.0
