@@ -24,7 +24,7 @@ from PIL import Image
 
 from AlignFlowLib.config import DataConfig
 from AlignFlowLib.data.folders import load_pairs
-from AlignFlowLib.data.io import _resize, letterbox_geometry, normalize_intensity, prepare_mask, read_slices
+from AlignFlowLib.data.io import prepare_image, prepare_mask, read_slices
 
 
 def _by_stem(folder: Path) -> dict[str, Path]:
@@ -32,20 +32,18 @@ def _by_stem(folder: Path) -> dict[str, Path]:
 
 
 def pack_one(image_path: Path, mask_path: Path | None, size: int, out_images: Path, out_masks: Path) -> None:
+    """The image and mask as the loader makes them, cut to the part of the square the letterbox fills."""
     image = read_slices(image_path)[0]
-    if image.ndim == 2:
-        image = image[..., None]
-    box = letterbox_geometry(image.shape[0], image.shape[1], size, "letterbox")
-    values = normalize_intensity(image[..., :3])
-    planes = [_resize(values[..., c], box.resized_hw) for c in range(values.shape[2])]
-    pixels = np.clip(np.rint((np.stack(planes, axis=2) + 1) * 127.5), 0, 255).astype(np.uint8)
-    Image.fromarray(pixels.squeeze(2) if pixels.shape[2] == 1 else pixels).save(
-        out_images / f"{image_path.stem}.png", optimize=True)
+    channels = 1 if image.ndim == 2 or image.shape[2] == 1 else 3
+    square, box = prepare_image(image, size, channels, "letterbox")
+    (oy, ox), (h, w) = box.offset_yx, box.resized_hw
+    pixels = np.rint((square[:, oy:oy + h, ox:ox + w] + 1) * 127.5).astype(np.uint8).transpose(1, 2, 0)
+    Image.fromarray(pixels[..., 0] if channels == 1 else pixels).save(out_images / f"{image_path.stem}.png",
+                                                                      optimize=True)
     if mask_path is not None:
         mask = prepare_mask(read_slices(mask_path)[0], size)
-        (oy, ox), (h, w) = box.offset_yx, box.resized_hw
-        crop = mask[0, oy:oy + h, ox:ox + w]
-        Image.fromarray((crop * 255).astype(np.uint8)).save(out_masks / f"{mask_path.stem}.png", optimize=True)
+        Image.fromarray((mask[0, oy:oy + h, ox:ox + w] * 255).astype(np.uint8)).save(
+            out_masks / f"{mask_path.stem}.png", optimize=True)
 
 
 def main() -> int:

@@ -49,13 +49,15 @@ def precision_section(results_dir: Path) -> str:
                     text += f" ({entry[variant]['warmup_s']:.0f} s)"
                 cells.append(text)
             lines.append(f"| {workload.replace('_', ' ')} | " + " | ".join(cells) + " |")
-        notes = [(workload, variant, note) for workload, entry in result["workloads"].items()
-                 for variant, note in [(None, entry.get("note"))] + [(v, e.get("note")) for v, e in entry.items()
-                                                                      if isinstance(e, dict)] if note]
+        notes = []
+        for workload, entry in result["workloads"].items():
+            label = workload.replace("_", " ")
+            if entry.get("note"):
+                notes.append(f"- {label}: {entry['note']}.")
+            notes += [f"- {label}, {variant}: {e['note']}." for variant, e in entry.items()
+                      if isinstance(e, dict) and e.get("note")]
         if notes:
-            lines.append("")
-            lines += [f"- {workload.replace('_', ' ')}{', ' + variant if variant else ''}: {note}."
-                      for workload, variant, note in notes]
+            lines += [""] + notes
     lines.append(PRECISION_END)
     return "\n".join(lines)
 

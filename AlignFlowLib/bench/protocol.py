@@ -421,12 +421,7 @@ def run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: torc
         extractor = load_feature_extractor(config.align.feature_size_px, config.align.style_weight, device)
         metric_masks = source.masks[torch.arange(min(bench.generator_metric_masks, count)) % len(source)]
         stage1_metrics = None
-        masks_cache: list[torch.Tensor] = []  # made on the first alignment: a resumed benchmark may need none
-
-        def condition_masks() -> torch.Tensor:
-            if not masks_cache:
-                masks_cache.append(timer("synthesis", lambda: pipeline.alignment_masks(run, config, source, device)))
-            return masks_cache[0]
+        condition_masks = None  # made on the first alignment: a resumed benchmark may need none
         for set_name in reference_sets:
             progress.log(f"reference set {set_name}")
             references = data.references[set_name]
@@ -448,9 +443,11 @@ def run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: torc
                 write_images(ref_dir / "images", references.images, references.names)
                 for stale in (run.align_state, run.aligned_generator):
                     stale.unlink(missing_ok=True)
-                masks = condition_masks()  # timed as synthesis, not inside the alignment's time
+                if condition_masks is None:
+                    condition_masks = timer("synthesis", lambda: pipeline.alignment_masks(run, config, source,
+                                                                                          device))
                 summary = timer("align", lambda: pipeline.align(run, ref_dir, device, on_event=on_event,
-                                                                condition_masks=masks))
+                                                                condition_masks=condition_masks))
                 set_dir.mkdir(parents=True, exist_ok=True)
                 write_json_atomic(set_dir / "align_summary.json", summary)
                 shutil.copyfile(run.aligned_generator, generator_file)
