@@ -45,6 +45,9 @@ SERVE_EXIT_CODES_HELP = """exit codes:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the training steps and the samplers (not alignment): each process "
+                             "compiles for 20-90 s first, so it pays off in long GPU runs (README: bf16 and compile)")
     parser.add_argument("--progress", choices=("bar", "jsonl"), default="bar",
                         help="bar: human progress bar on stderr; jsonl: one JSON event per line on stdout")
     parser.add_argument("--seed", type=int, default=None,
@@ -296,10 +299,11 @@ def _command(args: argparse.Namespace, on_event) -> dict[str, Any]:
     """Run one command; returns the payload of the final `done` event."""
     from . import pipeline
     from .config import replace
-    from .device import select_device
+    from .device import select_device, set_compile
     from .run_folder import RunFolder
 
     device = select_device(args.device)
+    set_compile(getattr(args, "compile", False))
     if launched_by_torchrun():
         from . import distributed
 

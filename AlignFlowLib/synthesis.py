@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .config import MaskGeneratorConfig, SamplerConfig
-from .device import autocast
+from .device import autocast, compiled
 from .masks.postprocess import postprocess_masks
 from .models.velocity import VelocityUNet, guided_velocity
 from .flow.sampler import sample_ode
@@ -34,11 +34,12 @@ def generate_images(model: VelocityUNet, masks: torch.Tensor, seeds: list[int], 
     shape = (model.data_channels, *masks.shape[-2:])
     out = []
     model.eval()
+    net = compiled(model)
     for start in range(0, len(masks), batch_size):
         mask = masks[start:start + batch_size].to(device)
         noise = seeded_noise(seeds[start:start + batch_size], shape).to(device)
         with autocast(device):
-            images = sample_ode(guided_velocity(model, mask, sampler.guidance_scale), noise, sampler.method,
+            images = sample_ode(guided_velocity(net, mask, sampler.guidance_scale), noise, sampler.method,
                                 sampler.num_steps)
         out.append(images.float().clamp(-1, 1).cpu())
     return torch.cat(out) if out else torch.empty(0, *shape)
@@ -62,12 +63,13 @@ def generate_masks(model: VelocityUNet, num: int, seed: int, train_masks: torch.
     result = GeneratedMasks(torch.empty(0, 1, size, size), [], [])
     next_seed, accepted = seed, []
     model.eval()
+    net = compiled(model)
     while len(result.seeds) < num and result.attempts < max_attempts_factor * max(num, 1):
         seeds = list(range(next_seed, next_seed + batch_size))
         next_seed += batch_size
         noise = seeded_noise(seeds, (1, size, size), MASK_STREAM).to(device)
         with autocast(device):
-            raw = sample_ode(lambda x, t: model(x, t), noise, "euler", config.sampler_steps)
+            raw = sample_ode(lambda x, t: net(x, t), noise, "euler", config.sampler_steps)
         filtered = postprocess_masks(raw.float().cpu(), train_masks, config.min_area_fraction, config.fill_holes,
                                      config.max_train_iou)
         for position, index in enumerate(filtered.kept_indices):

@@ -21,30 +21,23 @@ step() { echo "=== $(date -u +%T) ($(left) s left): $*"; }
 mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl
 export PYTHONPATH="$PWD:/tmp/site" PYTHONUNBUFFERED=1
-ALIGNFLOW=(python3 -c 'import sys; from AlignFlowLib.cli import main; sys.exit(main(sys.argv[1:]))')
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c 'import torch, monai; print("torch", torch.__version__, "monai", monai.__version__, "cuda", torch.version.cuda)'
 
-# The lease of 2026-11-26 (bench/results/h200-lease-2026-11-26/) measured bf16 and compile on the bare networks, the
-# one-GPU scaling row and the smoke preset. What it left open comes first here.
+# The first lease of 2026-11-26 (bench/results/h200-lease-2026-11-26/) measured bf16 and compile on the bare
+# networks, the one-GPU scaling row and the smoke preset. What it left open comes first here.
 step "1. training-loop overhead of the loop that no longer waits on the GPU each step (target <= 1.15)"
 timeout "$(cap 70)" python3 bench/step_overhead.py --device cuda --model default --size 128 --batch 32 --steps 20 \
     --out "$OUT/step_overhead-cuda.json"
 
-step "2. every benchmark stage on CUDA with the current loops (smoke preset, 2 worker processes on the one GPU)"
-timeout "$(cap 100)" "${ALIGNFLOW[@]}" bench polyp --data .gpu/polyp --preset smoke --device cuda --workers 2 \
-    --out /tmp/bench-smoke-cuda && cp /tmp/bench-smoke-cuda/results.json "$OUT/bench-smoke-cuda.json"
+step "2. --compile in the library's loops: eager vs compiled, steady state and break-even steps"
+timeout "$(cap 330)" python3 bench/compile_loops.py --device cuda --out "$OUT/compile_loops-cuda.json"
 
 step "3. the segmenter's step as its loop runs it (channels-last, BCE + Dice): fp32 or bf16?"
 timeout "$(cap 60)" python3 bench/gpu_precision.py --device cuda --only segmenter_train_step --variants fp32,bf16 \
     --out "$OUT/gpu_precision-segmenter-cuda.json"
 
-step "4. scaling row for one GPU, alignment memory at 10 vs 50 sampler steps"
-timeout "$(cap 90)" python3 bench/scaling.py --device cuda --size 128 --out "$OUT/scaling-cuda.json"
-
-step "5. the gpu preset until the deadline (timings of its stages)"
-timeout "$(cap 10000)" "${ALIGNFLOW[@]}" bench polyp --data .gpu/polyp --preset gpu --device cuda --workers 4 \
-    --out /tmp/bench-gpu --progress jsonl > "$OUT/bench-gpu-progress.jsonl" 2> "$OUT/bench-gpu-stderr.txt"
-tar czf "$OUT/bench-gpu-files.tar.gz" -C /tmp/bench-gpu --exclude='*.pt' --exclude='*.safetensors' \
-    --exclude='*.png' . 2>/dev/null
+step "4. training-loop overhead when both the loop and the bare step are compiled"
+timeout "$(cap 200)" python3 bench/step_overhead.py --device cuda --model default --size 128 --batch 32 --steps 20 \
+    --compile --out "$OUT/step_overhead-compiled-cuda.json"
 step "done"

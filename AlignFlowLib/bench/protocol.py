@@ -35,7 +35,7 @@ from ..atomic import write_json_atomic
 from ..checkpoint import load_checkpoint
 from ..config import RunConfig, SegmenterConfig, apply_overrides, replace, to_dict
 from ..data.folders import ImageSet, PairSet, load_pairs, write_images, write_pairs
-from ..device import set_cpu_bf16
+from ..device import process_settings, set_cpu_bf16
 from ..errors import RunFolderError, UsageError, choose
 from ..evaluation import compare_generators
 from ..events import EventCallback, StageProgress, ignore_events
@@ -366,7 +366,7 @@ def run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: torc
     timer("stage1", lambda: pipeline.train_generators(run, device, resume=True, on_event=on_event))
     judge = timer("source_segmenter", lambda: pipeline.ensure_source_segmenter(run, source, config, device, True,
                                                                                on_event))
-    with WorkerPool.optional(workers, device, source, test, data.source_val, bf16) as pool:
+    with WorkerPool.optional(workers, device, source, test, data.source_val) as pool:
         jobs = SegmenterJobs(out_dir / "jobs", data, device, on_event, timer, pool)
         pending: dict[str, dict[str, list[Future]]] = {m: {} for m in methods}
         copy_index = torch.arange(count) % len(source)
@@ -508,7 +508,8 @@ def run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: torc
         results = {
             "benchmark": data.name, "preset": preset_name, "description": bench.description,
             "protocol_version": protocol["version"], "commit": _git_commit(), "library_version": __version__,
-            "device": _device_name(device), "cpu_bf16": bf16, "overrides": list(overrides),
+            "device": _device_name(device), "cpu_bf16": bf16,
+            "compiled": process_settings()["compile_backend"] is not None, "overrides": list(overrides),
             "stage1_reused_from": None if reuse_stage1 is None else str(reuse_stage1),
             "config": to_dict(config), "reference_sets": list(reference_sets),
             "reference_sets_seen_before_protocol": sorted(seen_before & set(reference_sets)),

@@ -104,7 +104,8 @@ def _example_sections(results: dict[str, Any], examples: dict[str, dict]) -> lis
 def _setup_text(results: dict[str, Any]) -> str:
     overrides = ", ".join(results.get("overrides", [])) or "none"
     return (f"preset `{results['preset']}` ({results['description']}), device {results['device']}"
-            f"{', CPU bf16 autocast' if results.get('cpu_bf16') else ''}, commit {results['commit'][:12]}, "
+            f"{', CPU bf16 autocast' if results.get('cpu_bf16') else ''}"
+            f"{', torch.compile' if results.get('compiled') else ''}, commit {results['commit'][:12]}, "
             f"{results['num_source_pairs']} source pairs, {results['num_test_images']} target test images in "
             f"{results['num_test_clusters']} clusters, {results['num_synthetic']} synthetic pairs per method, "
             f"{results['segmenter_seeds']} segmenter seeds, reference sets {', '.join(results['reference_sets'])}, "

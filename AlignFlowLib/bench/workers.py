@@ -19,7 +19,7 @@ import torch
 
 from ..config import SegmenterConfig
 from ..data.folders import PairSet
-from ..device import set_cpu_bf16
+from ..device import apply_process_settings, process_settings
 from ..events import ignore_events
 from ..segmenter.train import evaluate_segmenter, train_segmenter
 
@@ -55,13 +55,13 @@ def worker_devices(workers: int, device: torch.device) -> list[str]:
 _WORKER: dict[str, Any] = {}
 
 
-def _start_worker(devices, threads: int, cpu_bf16: bool, source: PairSet, test: PairSet,
+def _start_worker(devices, threads: int, settings: dict[str, Any], source: PairSet, test: PairSet,
                   source_val: PairSet | None) -> None:
     device = torch.device(devices.get())
     if device.type == "cuda":
         torch.cuda.set_device(device)
     torch.set_num_threads(threads)
-    set_cpu_bf16(cpu_bf16)
+    apply_process_settings(settings)  # the parent's CPU bf16 and compile choices
     _WORKER.update(device=device, source=source, test=test, source_val=source_val)
 
 
@@ -75,7 +75,7 @@ class WorkerPool:
     """`workers` spawned processes that run `train_and_score` on their own device."""
 
     def __init__(self, workers: int, device: torch.device, source: PairSet, test: PairSet,
-                 source_val: PairSet | None, cpu_bf16: bool = False):
+                 source_val: PairSet | None):
         context = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
         devices = context.Queue()
         for name in worker_devices(workers, device):
@@ -83,7 +83,8 @@ class WorkerPool:
         threads = 1 if device.type == "cuda" else max(1, (os.cpu_count() or 1) // workers)
         self.workers = workers
         self._executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                                             initargs=(devices, threads, cpu_bf16, source, test, source_val))
+                                             initargs=(devices, threads, process_settings(), source, test,
+                                                       source_val))
 
     def submit(self, method: str, set_name: str, config: SegmenterConfig,
                extra: tuple[torch.Tensor, torch.Tensor] | None, score_test: bool) -> Future:
@@ -95,10 +96,10 @@ class WorkerPool:
     @classmethod
     @contextlib.contextmanager
     def optional(cls, workers: int, device: torch.device, source: PairSet, test: PairSet,
-                 source_val: PairSet | None, cpu_bf16: bool = False) -> Iterator["WorkerPool | None"]:
+                 source_val: PairSet | None) -> Iterator["WorkerPool | None"]:
         """A pool when `workers` > 1, else None (jobs run in the calling process). On an error or a cancel the
         queued jobs are dropped: finished ones are on disk, and `--resume` skips them."""
-        pool = cls(workers, device, source, test, source_val, cpu_bf16) if workers > 1 else None
+        pool = cls(workers, device, source, test, source_val) if workers > 1 else None
         try:
             yield pool
         except BaseException:

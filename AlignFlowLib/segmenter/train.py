@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from .. import distributed
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import SegmenterConfig, from_dict
-from ..device import autocast, seeded_generator, to_device
+from ..device import autocast, compiled, seeded_generator, to_device
 from ..errors import InputDataError, RunFolderError
 from ..events import EventCallback, StageProgress, ignore_events
 from ..baselines.augment import classic_augment
@@ -133,7 +133,7 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, config: Segmenter
         progress.log(f"resumed from step {step}")
 
     model.train()
-    net = distributed.wrap(model, device)
+    net = compiled(distributed.wrap(model, device))  # snapshots read `model`, whose keys are unprefixed
     running = RunningLoss()
     while step < config.num_steps:
         # Sample the global batch (this rank trains on its rows of it).

@@ -14,7 +14,7 @@ import torch
 from .. import distributed
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import to_dict
-from ..device import autocast, seeded_generator, to_device
+from ..device import autocast, compiled, seeded_generator, to_device
 from ..events import EventCallback, StageProgress, ignore_events
 from ..flow.ema import make_ema, update_ema
 from ..flow.path import flow_matching_loss, interpolate, sample_time
@@ -83,7 +83,7 @@ def train_flow_model(kind: str, batch_fn: BatchFn, config: Any, meta: dict[str, 
                                                          generator, history))
 
     model.train()
-    net = distributed.wrap(model, device)
+    net = compiled(distributed.wrap(model, device))  # saves and EMA read `model`, whose keys are unprefixed
     running = RunningLoss()
     while step < config.num_steps:
         # Sample path: the global batch, then this rank's rows of it.

@@ -1,0 +1,125 @@
+"""`--compile`: the training loops and samplers run through torch.compile and give what eager mode gives.
+
+The tests compile with the "aot_eager" backend: it traces the same graphs as inductor (so every graph break, guard
+and wrapper problem shows) without generating C++/Triton kernels, which take minutes on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from AlignFlowLib.config import ImageGeneratorConfig, SamplerConfig, SegmenterConfig, replace
+from AlignFlowLib.device import apply_process_settings, process_settings, set_compile
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def dynamo():
+    """Compile for the test's duration, counting the graphs dynamo makes; off afterwards whatever happens."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    set_compile(True, backend="aot_eager")
+    try:
+        yield counters
+    finally:
+        set_compile(False)
+        torch._dynamo.reset()
+
+
+def _tiny_generator_config() -> ImageGeneratorConfig:
+    return replace(ImageGeneratorConfig(channels=(8, 16), attention_levels=(False, True), norm_num_groups=4,
+                                        num_head_channels=8), num_steps=4, batch_size=4, checkpoint_every_steps=2)
+
+
+def _train_generator(path):
+    from AlignFlowLib.train.flow_matching import train_flow_model
+
+    def batch(generator: torch.Generator):
+        x1 = torch.rand(4, 3, 16, 16, generator=generator) * 2 - 1
+        return x1, (x1[:, :1] > 0).float()
+
+    return train_flow_model("image_generator", batch, _tiny_generator_config(),
+                            {"data_channels": 3, "condition_channels": 1}, CPU, path)
+
+
+def _compiled_graphs(counters) -> int:
+    return int(counters["stats"]["unique_graphs"])
+
+
+def test_compiled_generator_training_matches_eager_and_saves_plain_keys(tmp_path, dynamo):
+    from AlignFlowLib.checkpoint import load_checkpoint
+
+    set_compile(False)
+    eager = _train_generator(tmp_path / "eager.pt")
+    set_compile(True, backend="aot_eager")
+    compiled = _train_generator(tmp_path / "compiled.pt")
+
+    assert _compiled_graphs(dynamo) > 0, "the loop did not go through torch.compile"
+    for (name, a), b in zip(eager.state_dict().items(), compiled.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
+    state = load_checkpoint(tmp_path / "compiled.pt")
+    assert state["step"] == 4
+    assert not [key for key in state["model"] if "_orig_mod" in key]   # loadable without torch.compile
+
+
+def test_compiled_segmenter_training_matches_eager(dynamo):
+    from AlignFlowLib.segmenter.train import train_segmenter
+
+    g = torch.Generator().manual_seed(0)
+    masks = (torch.rand(8, 1, 32, 32, generator=g) > 0.7).float()
+    images = (masks - 0.5 + 0.1 * torch.randn(8, 1, 32, 32, generator=g)).clamp(-1, 1)
+    config = SegmenterConfig(architecture="unet", num_steps=3, batch_size=4, seed=0)
+
+    set_compile(False)
+    eager = train_segmenter(images, masks, config, CPU)
+    set_compile(True, backend="aot_eager")
+    compiled = train_segmenter(images, masks, config, CPU)
+
+    assert _compiled_graphs(dynamo) > 0
+    for (name, a), b in zip(eager.state_dict().items(), compiled.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_compiled_sampling_matches_eager_with_guidance(dynamo):
+    from AlignFlowLib.models.velocity import build_velocity_unet
+    from AlignFlowLib.synthesis import generate_images
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_velocity_unet(3, 1, _tiny_generator_config())
+    masks = (torch.rand(5, 1, 16, 16, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    sampler = SamplerConfig(num_steps=3, guidance_scale=2.0)
+
+    set_compile(False)
+    eager = generate_images(model, masks, list(range(5)), sampler, CPU, batch_size=4)
+    set_compile(True, backend="aot_eager")
+    compiled = generate_images(model, masks, list(range(5)), sampler, CPU, batch_size=4)
+
+    assert _compiled_graphs(dynamo) > 0
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
+
+
+def test_worker_processes_get_the_parents_compile_and_bf16_choice():
+    """Benchmark workers are spawned fresh; they must compile exactly when the parent does."""
+    set_compile(True, backend="aot_eager")
+    try:
+        settings = process_settings()
+        set_compile(False)
+        apply_process_settings(settings)
+        assert process_settings() == settings == {"cpu_bf16": False, "compile_backend": "aot_eager"}
+    finally:
+        set_compile(False)
+    assert process_settings()["compile_backend"] is None
+
+
+def test_cli_compile_flag_is_accepted_by_every_command():
+    from AlignFlowLib.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["train", "--source", "s", "--out", "o", "--compile"]).compile is True
+    assert parser.parse_args(["bench", "polyp", "--compile"]).compile is True
+    assert parser.parse_args(["train", "--source", "s", "--out", "o"]).compile is False
