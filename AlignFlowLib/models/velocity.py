@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from monai.networks.nets import DiffusionModelUNet
 
+from ..device import to_device
+
 TIME_SCALE = 1000.0  # t ∈ [0, 1] is scaled so MONAI's sinusoidal time embedding sees its usual range
 
 
@@ -63,7 +65,7 @@ def drop_masks(mask: torch.Tensor, probability: float, generator: torch.Generato
     if probability <= 0:
         return mask
     keep = torch.rand(mask.shape[0], generator=generator, device="cpu") >= probability
-    keep = keep.to(mask.device).view(-1, *([1] * (mask.dim() - 1)))
+    keep = to_device(keep, mask.device).view(-1, *([1] * (mask.dim() - 1)))  # a blocking copy would wait on the GPU
     return torch.where(keep, mask, torch.full_like(mask, 0.5))
 
 

@@ -27,20 +27,23 @@ def augment_pairs(images: torch.Tensor, masks: torch.Tensor, generator: torch.Ge
     """Random dihedral transform per sample (flip, then 0–3 quarter turns; the same for image and mask) and mild
     photometric jitter per sample (contrast ±10 %, brightness ±0.1, gamma in [0.86, 1.16]; image only).
 
-    images: (B, C, S, S) in [-1, 1]; masks: (B, 1, S, S). Square inputs, so every turn keeps the shape.
+    images: (B, C, S, S) in [-1, 1]; masks: (B, 1, S, S). Square inputs, so every turn keeps the shape. The draws
+    come from the CPU `generator` whatever the tensors' device, so a seed gives the same transforms on any device,
+    and nothing here makes the host wait for the GPU.
     """
-    batch = images.shape[0]
-    flip = (torch.rand(batch, generator=generator) < 0.5).view(batch, 1, 1, 1)
+    batch, device = images.shape[0], images.device
+    flip = to_device(torch.rand(batch, generator=generator) < 0.5, device).view(batch, 1, 1, 1)
     images, masks = torch.where(flip, images.flip(-1), images), torch.where(flip, masks.flip(-1), masks)
     turns = torch.randint(4, (batch,), generator=generator)
     for k in (1, 2, 3):
-        chosen = turns == k
-        if chosen.any():
+        chosen = (turns == k).nonzero().squeeze(1)
+        if len(chosen):
+            chosen = to_device(chosen, device)
             images[chosen] = images[chosen].rot90(k, (-2, -1))
             masks[chosen] = masks[chosen].rot90(k, (-2, -1))
-    contrast = 1 + 0.2 * (torch.rand(batch, 1, 1, 1, generator=generator) - 0.5)
-    brightness = 0.2 * (torch.rand(batch, 1, 1, 1, generator=generator) - 0.5)
-    gamma = torch.exp(0.3 * (torch.rand(batch, 1, 1, 1, generator=generator) - 0.5))
+    contrast = to_device(1 + 0.2 * (torch.rand(batch, 1, 1, 1, generator=generator) - 0.5), device)
+    brightness = to_device(0.2 * (torch.rand(batch, 1, 1, 1, generator=generator) - 0.5), device)
+    gamma = to_device(torch.exp(0.3 * (torch.rand(batch, 1, 1, 1, generator=generator) - 0.5)), device)
     unit = ((images + 1) / 2).clamp(0, 1) ** gamma
     images = ((unit * 2 - 1) * contrast + brightness).clamp(-1, 1)
     return images.contiguous(), masks.contiguous()
@@ -144,17 +147,20 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, config: Segmenter
         if num_synthetic:
             index = torch.randint(len(synthetic_images), (num_synthetic,), generator=generator)
             parts_x.append(synthetic_images[index]), parts_y.append(synthetic_masks[index])
-        x, y = torch.cat(parts_x).float(), torch.cat(parts_y).float()
+        x, y = torch.cat(parts_x), torch.cat(parts_y)
+        if not config.strong_augment:  # augmented on the device; the per-sample classic recipe stays on the CPU
+            x, y = to_device(x, device), to_device(y, device)
+        x, y = x.float(), y.float()
         if config.augment:
             x, y = augment_pairs(x, y, generator)
         if config.strong_augment:
             x, y = classic_augment(x, y, generator)
-        x, y = distributed.shard(x, y)
+        x, y = distributed.shard(to_device(x, device), to_device(y, device))
 
         # Update weights.
         with autocast(device):
-            logits = net(to_device(x, device).contiguous(memory_format=torch.channels_last))
-        loss = segmentation_loss(logits, to_device(y, device))
+            logits = net(x.contiguous(memory_format=torch.channels_last))
+        loss = segmentation_loss(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

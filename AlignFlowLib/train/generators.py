@@ -16,8 +16,8 @@ from .flow_matching import train_flow_model
 
 def random_flip(batch: torch.Tensor, *more: torch.Tensor, generator: torch.Generator):
     """Horizontal flips (the same for every tensor given): cheap, label-preserving data augmentation."""
-    flip = torch.rand(batch.shape[0], generator=generator) < 0.5
-    out = [torch.where(flip.view(-1, 1, 1, 1).to(t.device), t.flip(-1), t) for t in (batch, *more)]
+    flip = to_device(torch.rand(batch.shape[0], generator=generator) < 0.5, batch.device).view(-1, 1, 1, 1)
+    out = [torch.where(flip, t.flip(-1), t) for t in (batch, *more)]
     return out if more else out[0]
 
 
@@ -42,9 +42,9 @@ def train_image_generator(pairs: PairSet, config: ImageGeneratorConfig, data_con
 
     def batch(generator: torch.Generator):
         index = torch.randint(len(images), (config.batch_size,), generator=generator)
-        x1, mask = random_flip(images[index], masks[index], generator=generator)
-        mask = drop_masks(mask, config.mask_dropout, generator)
-        return to_device(x1, device), to_device(mask, device)
+        # Copied first, augmented on the device: on a GPU the host stays ahead instead of flipping on one core.
+        x1, mask = random_flip(to_device(images[index], device), to_device(masks[index], device), generator=generator)
+        return x1, drop_masks(mask, config.mask_dropout, generator)
 
     meta = {"data_channels": images.shape[1], "condition_channels": 1, "image_size_px": images.shape[-1],
             "data_config": to_dict(data_config), "num_train_pairs": len(pairs)}
@@ -65,8 +65,8 @@ def train_mask_generator(pairs: PairSet, config: MaskGeneratorConfig, device: to
     def batch(generator: torch.Generator):
         index = torch.randint(len(targets), (config.batch_size,), generator=generator)
         rotations = int(torch.randint(4, (1,), generator=generator))
-        m1 = random_flip(targets[index], generator=generator).rot90(rotations, dims=(-2, -1))
-        return to_device(m1.contiguous(), device), None
+        m1 = random_flip(to_device(targets[index], device), generator=generator).rot90(rotations, dims=(-2, -1))
+        return m1.contiguous(), None
 
     meta = {"data_channels": 1, "condition_channels": 0, "image_size_px": targets.shape[-1],
             "num_train_masks": len(pairs)}
