@@ -45,14 +45,15 @@ def set_cpu_bf16(enabled: bool) -> bool:
     return _CPU_BF16
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA, and on CPU when opted in with `set_cpu_bf16`; full precision otherwise.
+def autocast(device: torch.device, cuda_bf16: bool = True):
+    """bf16 autocast on CUDA (unless `cuda_bf16` is False), and on CPU when opted in with `set_cpu_bf16`; full
+    precision otherwise.
 
     Measured on an H200 (bench/results/gpu_precision-cuda.json): bf16 makes the image generator's training step
-    1.18x and the sampler 1.09x faster than fp32 and leaves the mask generator even; the segmenter's bare network was
-    1.3x slower in bf16, which is to be re-measured in its real loop (channels-last, BCE + Dice) before it changes.
+    1.18x and the sampler 1.09x faster than fp32 and leaves the mask generator even. The segmenter's step, as its
+    loop runs it (channels-last, BCE + Dice), took 8.1 ms in fp32 and 9.3 ms in bf16, so it trains in fp32 on CUDA.
     """
-    if device.type == "cuda":
+    if device.type == "cuda" and cuda_bf16:
         return torch.autocast("cuda", dtype=torch.bfloat16)
     if device.type == "cpu" and _CPU_BF16:
         return torch.autocast("cpu", dtype=torch.bfloat16)
@@ -63,10 +64,12 @@ _COMPILE_BACKEND: str | None = None
 
 
 def set_compile(enabled: bool, backend: str = "inductor") -> bool:
-    """Opt in to `torch.compile` of the training steps and the samplers, for this process (the CLI's `--compile`).
+    """Opt in to `torch.compile` of the generators' training steps and the samplers, for this process (the CLI's
+    `--compile`). The segmenter stays eager: in its loop it measured 0.85-0.90x compiled (bench/results/
+    compile_loops-cuda.json). Alignment stays eager too (its sampler is checkpointed and truncated).
 
-    Off by default everywhere: every process compiles again when it starts (22-85 s per network on an H200), so it
-    pays off only in long runs. `backend` is torch's compiler backend; the tests use "aot_eager", which traces the
+    Off by default everywhere: every process compiles again when it starts (25-75 s per network on an H200 with a
+    cold compiler cache), so it pays off only in long runs. `backend` is torch's compiler backend; the tests use "aot_eager", which traces the
     same graphs without generating kernels. Returns whether it is now on."""
     global _COMPILE_BACKEND
     _COMPILE_BACKEND = backend if enabled else None

@@ -66,22 +66,15 @@ def test_compiled_generator_training_matches_eager_and_saves_plain_keys(tmp_path
     assert not [key for key in state["model"] if "_orig_mod" in key]   # loadable without torch.compile
 
 
-def test_compiled_segmenter_training_matches_eager(dynamo):
+def test_the_segmenter_stays_eager_under_compile(dynamo):
+    """Its loop measured slower compiled on an H200 (bench/results/compile_loops-cuda.json), so `--compile` skips it."""
     from AlignFlowLib.segmenter.train import train_segmenter
 
     g = torch.Generator().manual_seed(0)
     masks = (torch.rand(8, 1, 32, 32, generator=g) > 0.7).float()
     images = (masks - 0.5 + 0.1 * torch.randn(8, 1, 32, 32, generator=g)).clamp(-1, 1)
-    config = SegmenterConfig(architecture="unet", num_steps=3, batch_size=4, seed=0)
-
-    set_compile(False)
-    eager = train_segmenter(images, masks, config, CPU)
-    set_compile(True, backend="aot_eager")
-    compiled = train_segmenter(images, masks, config, CPU)
-
-    assert _compiled_graphs(dynamo) > 0
-    for (name, a), b in zip(eager.state_dict().items(), compiled.state_dict().values()):
-        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=name)
+    train_segmenter(images, masks, SegmenterConfig(architecture="unet", num_steps=2, batch_size=4, seed=0), CPU)
+    assert _compiled_graphs(dynamo) == 0
 
 
 def test_compiled_sampling_matches_eager_with_guidance(dynamo):
