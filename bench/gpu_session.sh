@@ -24,20 +24,19 @@ export PYTHONPATH="$PWD:/tmp/site" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c 'import torch, monai; print("torch", torch.__version__, "monai", monai.__version__, "cuda", torch.version.cuda)'
 
-# The first lease of 2026-11-26 (bench/results/h200-lease-2026-11-26/) measured bf16 and compile on the bare
-# networks, the one-GPU scaling row and the smoke preset. What it left open comes first here.
-step "1. training-loop overhead of the loop that no longer waits on the GPU each step (target <= 1.15)"
-timeout "$(cap 70)" python3 bench/step_overhead.py --device cuda --model default --size 128 --batch 32 --steps 20 \
-    --out "$OUT/step_overhead-cuda.json"
+# The leases of 2026-11-26 (bench/results/h200-lease-2026-11-26*/) measured precision, compile in the loops, the
+# loop overhead and the one-GPU scaling row. What they left open comes first here.
+step "1. the mask generator under --compile (1.64x in one run, 0.85x in the next): three runs, same process order"
+for run in 1 2 3; do
+  timeout "$(cap 80)" python3 bench/compile_loops.py --device cuda --only mask_generator \
+      --out "$OUT/compile_loops-mask-run$run-cuda.json" | grep -E "eager|compiled \{"
+done
 
-step "2. --compile in the library's loops: eager vs compiled, steady state and break-even steps"
-timeout "$(cap 330)" python3 bench/compile_loops.py --device cuda --out "$OUT/compile_loops-cuda.json"
+step "2. every benchmark stage on CUDA with --compile (smoke preset, 2 worker processes on the one GPU)"
+timeout "$(cap 150)" python3 -m AlignFlowLib.cli bench polyp --data .gpu/polyp --preset smoke --device cuda --workers 2 \
+    --compile --out /tmp/bench-smoke-cuda && cp /tmp/bench-smoke-cuda/results.json "$OUT/bench-smoke-compiled-cuda.json"
 
-step "3. the segmenter's step as its loop runs it (channels-last, BCE + Dice): fp32 or bf16?"
-timeout "$(cap 60)" python3 bench/gpu_precision.py --device cuda --only segmenter_train_step --variants fp32,bf16 \
-    --out "$OUT/gpu_precision-segmenter-cuda.json"
-
-step "4. training-loop overhead when both the loop and the bare step are compiled"
-timeout "$(cap 200)" python3 bench/step_overhead.py --device cuda --model default --size 128 --batch 32 --steps 20 \
-    --compile --out "$OUT/step_overhead-compiled-cuda.json"
+step "3. the gpu preset (compiled on CUDA) until the deadline: timings of its stages"
+timeout "$(cap 10000)" python3 -m AlignFlowLib.cli bench polyp --data .gpu/polyp --preset gpu --device cuda --workers 4 \
+    --out /tmp/bench-gpu --progress jsonl > "$OUT/bench-gpu-progress.jsonl" 2> "$OUT/bench-gpu-stderr.txt"
 step "done"
