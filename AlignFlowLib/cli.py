@@ -144,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", type=Path, default=None, help="default bench/results/<preset>-<device>")
     bench.add_argument("--resume", action="store_true", help="continue a cut-off benchmark in --out")
     bench.add_argument("--workers", type=int, default=1,
-                       help="processes that train the segmenter jobs, one per GPU on CUDA (default 1: in this one)")
+                       help="processes that run the segmenter jobs and the alignment of each reference set, one "
+                            "per GPU on CUDA (default 1: in this one)")
     bench.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                        help="change one setting, e.g. align.learning_rate=3e-5 (repeatable; marks an ablation)")
     bench.add_argument("--methods", default=None,

@@ -116,10 +116,13 @@ def alignment_masks(run: RunFolder, config: RunConfig, pairs: PairSet, device: t
 
 
 def align(run: RunFolder, references_dir: Path, device: torch.device, resume: bool = False,
-          on_event: EventCallback = ignore_events, condition_masks: torch.Tensor | None = None) -> dict[str, Any]:
+          on_event: EventCallback = ignore_events, condition_masks: torch.Tensor | None = None,
+          out_dir: Path | None = None) -> dict[str, Any]:
     """Stage 2: fine-tune the stage-1 generator towards the references; saves `aligned_generator.pt`.
 
     `condition_masks` (computed by `alignment_masks` when not given) lets a caller that aligns many times reuse them.
+    `out_dir` puts the aligned generator and its resumable state there instead of in the run folder, and leaves the
+    run's metrics alone, so that several reference sets can be aligned at once from one stage 1 (the benchmark).
     """
     config, inputs = run.load_config()
     pairs = _source_pairs(run, config, inputs)
@@ -131,12 +134,14 @@ def align(run: RunFolder, references_dir: Path, device: torch.device, resume: bo
     segmenter = ensure_source_segmenter(run, pairs, config, device, resume, on_event)
     if condition_masks is None:
         condition_masks = alignment_masks(run, config, pairs, device)
+    state_path = Path(out_dir) / "align_state.pt" if out_dir else run.align_state
+    generator_path = Path(out_dir) / "aligned_generator.pt" if out_dir else run.aligned_generator
     result = align_generator(stage1, pairs.images, pairs.masks, references.images, config.align, device,
-                             run.align_state, segmenter=segmenter, resume=resume,
+                             state_path, segmenter=segmenter, resume=resume,
                              mask_dropout=config.image_generator.mask_dropout, on_event=on_event,
                              condition_masks=condition_masks)
     aligned_state = result.model.state_dict()
-    save_checkpoint(run.aligned_generator, {
+    save_checkpoint(generator_path, {
         "kind": "image_generator", "library_version": __version__, "step": stage1_state["step"],
         "config": stage1_state["config"], "meta": {**stage1_state["meta"], "aligned": True,
                                                    "references": references.names},
@@ -146,19 +151,22 @@ def align(run: RunFolder, references_dir: Path, device: torch.device, resume: bo
     summary = {"best_step": result.best_step, "stopped_early": result.stopped_early,
                "num_references": len(references), "eval_step": result.history.get("eval_step", []),
                "heldout_mmd": result.history.get("heldout_mmd", [])}
-    run.update_metrics(align=summary)
+    if out_dir is None:
+        run.update_metrics(align=summary)
     distributed.barrier()  # the aligned generator is on disk for every rank
     return summary
 
 
 def synthesize(run: RunFolder, device: torch.device, config: SynthesisConfig | None = None, out_dir: Path | None = None,
-               generator: str = "aligned", on_event: EventCallback = ignore_events) -> Path:
+               generator: str = "aligned", on_event: EventCallback = ignore_events,
+               checkpoint: Path | None = None) -> Path:
     """Write `config.num_pairs` generated pairs (pair k from seed `config.seed + k`) with a manifest, replacing what
-    `out_dir` held."""
+    `out_dir` held. `checkpoint` names an image generator outside the run folder (`generator` then only labels it)."""
     run_config, inputs = run.load_config()
     config = config or run_config.synthesis
     out_dir = Path(out_dir) if out_dir else run.synthetic
-    checkpoint = run.aligned_generator if generator == "aligned" else run.image_generator
+    if checkpoint is None:
+        checkpoint = run.aligned_generator if generator == "aligned" else run.image_generator
     if not checkpoint.is_file():
         step = "align" if generator == "aligned" else "train"
         raise RunFolderError(f"has no {generator} generator; run `alignflow {step}` first", run.root)

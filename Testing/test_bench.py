@@ -15,6 +15,7 @@ from AlignFlowLib.bench.polyp import run_polyp_benchmark
 from AlignFlowLib.bench.protocol import load_protocol, summarize_method, win_checks
 from AlignFlowLib.bench.report import README_BEGIN, README_END, ablation_table, readme_section, readme_table
 from AlignFlowLib.bench.stats import paired_difference
+from AlignFlowLib.checkpoint import load_checkpoint
 from AlignFlowLib.cli import main
 from AlignFlowLib.data.folders import ImageSet
 from AlignFlowLib.data.phantoms import write_phantom_dataset
@@ -89,15 +90,30 @@ def test_smoke_protocol_pairs_every_method_and_resumes(fake_polyp, tmp_path):
     assert again["wall_time_s"].get("segmenters", 0) == 0 and again["wall_time_s"].get("align", 0) == 0
     assert again["wall_time_s"].get("synthesis", 0) == 0  # nothing sampled: no pairs and no alignment masks
 
-    # The same jobs in 2 worker processes: the job table (OUT/jobs) is filled by the workers, and the scores match
-    # those trained here (up to the float order of 1 thread per worker instead of 2).
+    # The same jobs in 2 worker processes: the job table (OUT/jobs) is filled by the workers, one reference set is
+    # aligned again in a worker, and the scores match those trained here (up to the float order of 1 thread per
+    # worker instead of 2).
     spread = tmp_path / "results" / "smoke-workers"
     shutil.copytree(out, spread)
     shutil.rmtree(spread / "jobs" / "alignflow" / "K5_seed0")
+    shutil.rmtree(spread / "aligned" / "K5_seed0")
     (spread / "results.json").unlink()
     in_workers = run_polyp_benchmark(fake_polyp, spread, "smoke", CPU, resume=True, workers=2)
-    assert in_workers["wall_time_s"].get("segmenters", 0) == 0 and in_workers["wall_time_s"]["segmenters_wait"] > 0
+    assert in_workers["wall_time_s"].get("segmenters", 0) == 0  # none trained in this process
     assert len(list((spread / "jobs" / "alignflow" / "K5_seed0").glob("*.json"))) == 2  # the 2 seeds, again
+    realigned, original = (json.loads((folder / "aligned" / "K5_seed0" / "align_summary.json").read_text())
+                           for folder in (spread, out))
+    assert (realigned["best_step"], realigned["num_references"]) == (original["best_step"], 5)
+    assert realigned["heldout_mmd"] == pytest.approx(original["heldout_mmd"], rel=1e-3, abs=1e-5)
+    # The same alignment: the two updates from stage 1 differ by < 1 % of their size (float order of 1 thread
+    # against 2, which Adam's normalised steps amplify per weight; another reference set differs by ~13 %).
+    stage1 = next((out / "run" / "checkpoints").glob("image_generator*.pt"))
+    here, there, start = (torch.cat([w.flatten() for w in load_checkpoint(path)[key].values() if w.is_floating_point()])
+                          for path, key in ((out / "aligned" / "K5_seed0" / "aligned_generator.pt", "model"),
+                                            (spread / "aligned" / "K5_seed0" / "aligned_generator.pt", "model"),
+                                            (stage1, "ema")))
+    assert (here - there).norm() < 0.01 * (here - start).norm()
+    assert not (spread / "run" / "checkpoints" / "aligned_generator.pt").exists()  # sets never share a file
     for name, entry in saved["methods"]["alignflow"]["per_set"].items():
         for mine, theirs in zip(in_workers["methods"]["alignflow"]["per_set"][name]["runs"], entry["runs"]):
             assert mine["seed"] == theirs["seed"] and mine["mdice"] == pytest.approx(theirs["mdice"], abs=0.03)

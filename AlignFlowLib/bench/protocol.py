@@ -47,7 +47,7 @@ from ..version import __version__
 from .methods import METHODS, NON_GENERATIVE, meets_target
 from .report import write_bench_report
 from .stats import paired_difference
-from .workers import WorkerPool, train_and_score
+from .workers import WorkerPool, align_reference_set, train_and_score
 
 log = logging.getLogger(__name__)
 
@@ -425,7 +425,33 @@ def run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: torc
         extractor = load_feature_extractor(config.align.feature_size_px, config.align.style_weight, device)
         metric_masks = source.masks[torch.arange(min(bench.generator_metric_masks, count)) % len(source)]
         stage1_metrics = None
-        condition_masks = None  # made on the first alignment: a resumed benchmark may need none
+
+        # Alignment, one job per reference set not yet aligned: all queued at once when there are workers (each
+        # set is independent), else run here just before its set is used, so a cut-off run has whole sets.
+        def set_dir_of(set_name: str) -> Path:
+            return out_dir / "aligned" / set_name
+
+        to_align = [name for name in reference_sets
+                    if needs_alignment and not (set_dir_of(name) / "align_summary.json").is_file()]
+        condition_masks = None  # made only when something is aligned: a resumed benchmark may need none
+        if to_align:
+            condition_masks = timer("synthesis", lambda: pipeline.alignment_masks(run, config, source, device))
+        alignments: dict[str, Future] = {}
+        for set_name in to_align:
+            ref_dir = out_dir / "references" / set_name
+            write_images(ref_dir / "images", data.references[set_name].images, data.references[set_name].names)
+            if pool is not None:
+                alignments[set_name] = pool.submit_alignment(run.root, ref_dir, set_dir_of(set_name), condition_masks)
+        if alignments:
+            progress.log(f"aligning {len(alignments)} reference sets in {pool.workers} workers")
+
+        def wait_for_alignment(set_name: str) -> None:
+            if set_name in alignments:
+                timer("align", alignments[set_name].result)
+            elif set_name in to_align:
+                timer("align", lambda: align_reference_set(run.root, out_dir / "references" / set_name,
+                                                           set_dir_of(set_name), device, condition_masks, on_event))
+
         for set_name in reference_sets:
             progress.log(f"reference set {set_name}")
             references = data.references[set_name]
@@ -440,22 +466,9 @@ def run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: torc
                 continue
 
             # AlignFlow: align to these references (images only), synthesise with stage 1's masks and noise, train.
-            set_dir = out_dir / "aligned" / set_name
+            set_dir = set_dir_of(set_name)
+            wait_for_alignment(set_name)
             generator_file = set_dir / "aligned_generator.pt"
-            if not generator_file.is_file():
-                ref_dir = out_dir / "references" / set_name
-                write_images(ref_dir / "images", references.images, references.names)
-                for stale in (run.align_state, run.aligned_generator):
-                    stale.unlink(missing_ok=True)
-                if condition_masks is None:
-                    condition_masks = timer("synthesis", lambda: pipeline.alignment_masks(run, config, source,
-                                                                                          device))
-                summary = timer("align", lambda: pipeline.align(run, ref_dir, device, on_event=on_event,
-                                                                condition_masks=condition_masks))
-                set_dir.mkdir(parents=True, exist_ok=True)
-                write_json_atomic(set_dir / "align_summary.json", summary)
-                shutil.copyfile(run.aligned_generator, generator_file)
-            shutil.copyfile(generator_file, run.aligned_generator)
             align_summaries[set_name] = json.loads((set_dir / "align_summary.json").read_text())
             for method, mask_source in (("alignflow", "generated"), ("alignflow_real_masks", "source")):
                 if method not in methods:
@@ -463,12 +476,13 @@ def run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: torc
                 pairs_out = set_dir / f"pairs_{mask_source}_masks"
                 if not (pairs_out / "manifest.json").is_file():
                     timer("synthesis", lambda: pipeline.synthesize(
-                        run, device, replace(synthesis, mask_source=mask_source), pairs_out, "aligned", on_event))
+                        run, device, replace(synthesis, mask_source=mask_source), pairs_out, "aligned", on_event,
+                        checkpoint=generator_file))
                 made = load_pairs(pairs_out, config.data)
                 score(method, set_name, (made.images, made.masks))
 
             # Generator metrics against target test images (never seen by the reward).
-            generators = {"aligned": pipeline.load_image_generator(run.aligned_generator, device)}
+            generators = {"aligned": pipeline.load_image_generator(generator_file, device)}
             if stage1_metrics is None:
                 generators["stage1"] = pipeline.load_image_generator(run.image_generator, device)
             comparison = timer("generator_metrics", lambda: compare_generators(

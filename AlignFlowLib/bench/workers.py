@@ -1,10 +1,11 @@
-"""The benchmark's segmenter jobs (methods × reference sets × seeds: most of its time) spread over worker processes,
-one per GPU, or each with a share of the CPU cores.
+"""The benchmark's independent jobs spread over worker processes, one per GPU, or each with a share of the CPU
+cores: segmenter jobs (methods × reference sets × seeds: most of its time) and the alignment of each reference set.
 
-A job is a pure function of its inputs (`train_and_score`), so it runs the same in the benchmark's process or in a
-worker. Workers receive the source, test and validation tensors once, when they start; each job brings its own
-synthetic or transformed pairs. Only the benchmark's process writes files: a finished job's JSON is written the
-moment it arrives, so OUT/jobs is the job table a resumed benchmark (`--resume`) reads to skip finished work.
+A job is a pure function of its inputs (`train_and_score`, `align_reference_set`), so it runs the same in the
+benchmark's process or in a worker. Workers receive the source, test and validation tensors once, when they start;
+each segmenter job brings its own synthetic or transformed pairs, and its JSON is written by the benchmark's process
+the moment it arrives, so OUT/jobs is the job table a resumed benchmark (`--resume`) reads to skip finished work.
+An alignment job writes only its own set's folder, with `align_summary.json` last as its mark of completion.
 """
 
 from __future__ import annotations
@@ -13,14 +14,18 @@ import contextlib
 import multiprocessing
 import os
 from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 
+from .. import pipeline
+from ..atomic import write_json_atomic
 from ..config import SegmenterConfig
 from ..data.folders import PairSet
 from ..device import apply_process_settings, process_settings
 from ..events import ignore_events
+from ..run_folder import RunFolder
 from ..segmenter.train import evaluate_segmenter, train_segmenter
 
 
@@ -42,6 +47,16 @@ def train_and_score(source: PairSet, test: PairSet, source_val: PairSet | None, 
         job.update(mdice=scores["mdice"], miou=scores["miou"], dice=[round(v, 5) for v in scores["dice"]],
                    iou=[round(v, 5) for v in scores["iou"]])
     return job
+
+
+def align_reference_set(run_root: Path, references_dir: Path, set_dir: Path, device: torch.device,
+                        condition_masks: torch.Tensor, on_event=ignore_events) -> dict[str, Any]:
+    """Align the run's stage 1 to one reference set into `set_dir`: its resumable state, the aligned generator, and
+    `align_summary.json` last. Nothing else is written, so several sets can be aligned at once."""
+    summary = pipeline.align(RunFolder(Path(run_root)), Path(references_dir), device, resume=True, on_event=on_event,
+                             condition_masks=condition_masks, out_dir=Path(set_dir))
+    write_json_atomic(Path(set_dir) / "align_summary.json", summary)
+    return summary
 
 
 def worker_devices(workers: int, device: torch.device) -> list[str]:
@@ -71,8 +86,13 @@ def _run_in_worker(method: str, set_name: str, config: SegmenterConfig,
                            set_name, config, extra, score_test)
 
 
+def _align_in_worker(run_root: Path, references_dir: Path, set_dir: Path,
+                     condition_masks: torch.Tensor) -> dict[str, Any]:
+    return align_reference_set(run_root, references_dir, set_dir, _WORKER["device"], condition_masks)
+
+
 class WorkerPool:
-    """`workers` spawned processes that run `train_and_score` on their own device."""
+    """`workers` spawned processes that run segmenter and alignment jobs on their own device."""
 
     def __init__(self, workers: int, device: torch.device, source: PairSet, test: PairSet,
                  source_val: PairSet | None):
@@ -89,6 +109,10 @@ class WorkerPool:
     def submit(self, method: str, set_name: str, config: SegmenterConfig,
                extra: tuple[torch.Tensor, torch.Tensor] | None, score_test: bool) -> Future:
         return self._executor.submit(_run_in_worker, method, set_name, config, extra, score_test)
+
+    def submit_alignment(self, run_root: Path, references_dir: Path, set_dir: Path,
+                         condition_masks: torch.Tensor) -> Future:
+        return self._executor.submit(_align_in_worker, run_root, references_dir, set_dir, condition_masks)
 
     def close(self, cancel: bool = False) -> None:
         self._executor.shutdown(wait=not cancel, cancel_futures=cancel)
