@@ -26,6 +26,10 @@ python3 -c 'import torch, monai; print("torch", torch.__version__, "monai", mona
 
 # The leases of 2026-11-26 (bench/results/h200-lease-2026-11-26*/) measured precision, compile in the loops, the
 # loop overhead and the one-GPU scaling row. What they left open comes first here.
+step "0. profile of the stage-1 loop, eager and compiled (the loop's ~14 ms per step over a bare step, both modes)"
+timeout "$(cap 40)" python3 bench/profile_step.py --device cuda --out-dir "$OUT" | head -45
+timeout "$(cap 120)" python3 bench/profile_step.py --device cuda --compile --out-dir "$OUT" | head -45
+
 step "1. the mask generator under --compile (1.64x in one run, 0.85x in the next): three runs, same process order"
 for run in 1 2 3; do
   timeout "$(cap 80)" python3 bench/compile_loops.py --device cuda --only mask_generator \
