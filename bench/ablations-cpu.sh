@@ -62,7 +62,7 @@ run guidance-1.5 --set synthesis.sampler.guidance_scale=1.5 --set align.sampler.
 run guidance-3.0 --set synthesis.sampler.guidance_scale=3.0 --set align.sampler.guidance_scale=3.0
 # Pair fidelity during alignment: the aligned generators move far towards the target's appearance (KID-EL0 to the
 # target test set 0.30x stage 1's at K = 5 and K = 10) while their pairs train worse segmenters than stage 1's, and
-# the judge's mask consistency on them fell. The mask-consistency term (BCE of the frozen source judge on generated
+# the judge's mask consistency on them is no higher (0.35-0.37 against 0.37). The mask-consistency term (BCE of the frozen source judge on generated
 # images against their masks) weighs 0.1 against an MMD term of about 0.4-0.5; at 1.0 the two are comparable.
 # An ablation, not a protocol choice.
 run mask-consistency-1.0 --set align.mask_consistency_weight=1.0
