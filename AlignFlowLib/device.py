@@ -81,7 +81,8 @@ def compiled(module: torch.nn.Module) -> torch.nn.Module:
     state dict has prefixed keys, so callers keep saving and returning the original module."""
     if _COMPILE_BACKEND is None:
         return module
-    return torch.compile(module, backend=_COMPILE_BACKEND)
+    # Static shapes: a sampler's shorter last batch gets its own graph instead of turning every later call dynamic.
+    return torch.compile(module, backend=_COMPILE_BACKEND, dynamic=False)
 
 
 def process_settings() -> dict[str, object]:

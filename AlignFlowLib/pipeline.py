@@ -67,11 +67,12 @@ def train_generators(run: RunFolder, device: torch.device, resume: bool = False,
 
 
 def load_image_generator(path: Path, device: torch.device):
-    return rebuild_flow_model(load_checkpoint(path), ImageGeneratorConfig).to(device)
+    """For sampling only: frozen, so every loaded generator meets `--compile` with the same guards."""
+    return rebuild_flow_model(load_checkpoint(path), ImageGeneratorConfig).to(device).requires_grad_(False)
 
 
 def load_mask_generator(path: Path, device: torch.device):
-    return rebuild_flow_model(load_checkpoint(path), MaskGeneratorConfig).to(device)
+    return rebuild_flow_model(load_checkpoint(path), MaskGeneratorConfig).to(device).requires_grad_(False)
 
 
 def ensure_source_segmenter(run: RunFolder, pairs: PairSet, config: RunConfig, device: torch.device,

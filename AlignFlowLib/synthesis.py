@@ -29,12 +29,13 @@ def seeded_noise(seeds: list[int], shape: tuple[int, ...], stream: int = IMAGE_S
 
 
 def generate_images(model: VelocityUNet, masks: torch.Tensor, seeds: list[int], sampler: SamplerConfig,
-                    device: torch.device, batch_size: int = 16) -> torch.Tensor:
-    """Images (N, C, H, W) in [−1, 1] for conditioning masks (N, 1, H, W), image k from noise seed seeds[k]."""
+                    device: torch.device, batch_size: int = 16, compile_model: bool = True) -> torch.Tensor:
+    """Images (N, C, H, W) in [−1, 1] for conditioning masks (N, 1, H, W), image k from noise seed seeds[k].
+    `compile_model=False` keeps a model that is still being trained out of `--compile` (alignment's evaluation)."""
     shape = (model.data_channels, *masks.shape[-2:])
     out = []
     model.eval()
-    net = compiled(model)
+    net = compiled(model) if compile_model else model
     for start in range(0, len(masks), batch_size):
         mask = masks[start:start + batch_size].to(device)
         noise = seeded_noise(seeds[start:start + batch_size], shape).to(device)

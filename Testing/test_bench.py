@@ -17,7 +17,7 @@ from AlignFlowLib.bench.report import README_BEGIN, README_END, ablation_table, 
 from AlignFlowLib.bench.stats import paired_difference
 from AlignFlowLib.checkpoint import load_checkpoint
 from AlignFlowLib.cli import main
-from AlignFlowLib.data.folders import ImageSet
+from AlignFlowLib.data.folders import ImageSet, PairSet
 from AlignFlowLib.data.phantoms import write_phantom_dataset
 from AlignFlowLib.errors import InputDataError, RunFolderError, UsageError
 
@@ -98,8 +98,12 @@ def test_smoke_protocol_pairs_every_method_and_resumes(fake_polyp, tmp_path):
     shutil.rmtree(spread / "jobs" / "alignflow" / "K5_seed0")
     shutil.rmtree(spread / "aligned" / "K5_seed0")
     (spread / "results.json").unlink()
-    in_workers = run_polyp_benchmark(fake_polyp, spread, "smoke", CPU, resume=True, workers=2)
+    events: list[dict] = []
+    in_workers = run_polyp_benchmark(fake_polyp, spread, "smoke", CPU, events.append, resume=True, workers=2)
     assert in_workers["wall_time_s"].get("segmenters", 0) == 0  # none trained in this process
+    assert "align_wait" in in_workers["wall_time_s"] and "align" not in in_workers["wall_time_s"]
+    assert not [e for e in events if e.get("stage") == "align"]  # K5_seed0 was aligned in a worker
+    assert not (spread / "aligned" / "K5_seed0" / "align_state.pt").exists()  # dropped once the set is done
     assert len(list((spread / "jobs" / "alignflow" / "K5_seed0").glob("*.json"))) == 2  # the 2 seeds, again
     realigned, original = (json.loads((folder / "aligned" / "K5_seed0" / "align_summary.json").read_text())
                            for folder in (spread, out))
@@ -208,3 +212,29 @@ def test_readme_results_are_generated_from_the_committed_json():
     start, end = readme.index(README_BEGIN), readme.index(README_END) + len(README_END)
     assert readme[start:end] == readme_section(root / "bench" / "results"), \
         "README results are stale: run `python bench/update_readme.py`"
+
+
+def test_cancelling_the_worker_pool_stops_running_jobs_before_it_returns():
+    """A cancelled benchmark must not leave a worker writing into its folder after it has exited: close(cancel)
+    stops a running job at its next progress event (a job of a million steps here) and only then returns."""
+    import time
+    from concurrent.futures import CancelledError
+
+    from AlignFlowLib.bench.workers import WorkerPool
+    from AlignFlowLib.config import SegmenterConfig
+    from AlignFlowLib.errors import CancelledByUser
+
+    g = torch.Generator().manual_seed(0)
+    masks = (torch.rand(4, 1, 16, 16, generator=g) > 0.5).float()
+    pairs = PairSet(masks * 2 - 1, masks, [str(i) for i in range(4)])
+    pool = WorkerPool(2, CPU, pairs, pairs, None)
+    endless = SegmenterConfig(architecture="unet", num_steps=10**6, batch_size=2)
+    job = pool.submit("source_only", "all", endless, None, True)
+    while not job.running():
+        time.sleep(0.1)
+    time.sleep(3)  # let the worker pick it up
+    started = time.monotonic()
+    pool.close(cancel=True)
+    assert time.monotonic() - started < 120
+    with pytest.raises((CancelledByUser, CancelledError)):
+        job.result(timeout=0)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from AlignFlowLib.config import ImageGeneratorConfig, SamplerConfig, SegmenterConfig, replace
-from AlignFlowLib.device import apply_process_settings, process_settings, set_compile
+from AlignFlowLib.device import process_settings, set_compile
 
 CPU = torch.device("cpu")
 
@@ -92,20 +92,33 @@ def test_compiled_sampling_matches_eager_with_guidance(dynamo):
     set_compile(True, backend="aot_eager")
     compiled = generate_images(model, masks, list(range(5)), sampler, CPU, batch_size=4)
 
-    assert _compiled_graphs(dynamo) > 0
+    graphs = _compiled_graphs(dynamo)
+    assert graphs > 0
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
+    # A second synthesis with the same batch shapes (a full batch of 4 and a last one of 1) compiles nothing new.
+    generate_images(model, masks, list(range(5, 10)), sampler, CPU, batch_size=4)
+    assert _compiled_graphs(dynamo) == graphs
+    # Alignment's evaluation samples from a model still in training: never compiled.
+    generate_images(model, masks[:3], [0, 1, 2], sampler, CPU, batch_size=3, compile_model=False)
+    assert _compiled_graphs(dynamo) == graphs
 
 
 def test_worker_processes_get_the_parents_compile_and_bf16_choice():
-    """Benchmark workers are spawned fresh; they must compile exactly when the parent does."""
+    """Benchmark workers are spawned fresh (nothing inherited); they must compile exactly when the parent does."""
+    from AlignFlowLib.bench.workers import WorkerPool
+    from AlignFlowLib.data.folders import PairSet
+
+    tiny = PairSet(torch.zeros(1, 1, 16, 16), torch.zeros(1, 1, 16, 16), ["x"])
     set_compile(True, backend="aot_eager")
     try:
-        settings = process_settings()
-        set_compile(False)
-        apply_process_settings(settings)
-        assert process_settings() == settings == {"cpu_bf16": False, "compile_backend": "aot_eager"}
+        pool = WorkerPool(1, CPU, tiny, tiny, None)
+        try:
+            in_worker = pool.call(process_settings).result(timeout=120)
+        finally:
+            pool.close()
     finally:
         set_compile(False)
+    assert in_worker == {"cpu_bf16": False, "compile_backend": "aot_eager"}
     assert process_settings()["compile_backend"] is None
 
 

@@ -143,7 +143,9 @@ def main() -> None:
         "torch": torch.__version__, "backend": args.backend, "image_size_px": args.size, "steps": args.steps,
         "batch_divisor": args.batch_divisor, "preset": "default", "workloads": {},
         "note": "eager then compiled in one process; step_ms: steady state between the loop's progress events; "
-                "to_first_report_s: construction + first steps (+ compilation); bf16 autocast on CUDA in both"}
+                "to_first_report_s: construction + first steps (+ compilation); the library's precision in both (on "
+                "CUDA bf16 for the generators and the sampler; the segmenter in bf16 before commit 1b0084b, fp32 "
+                "since)"}
     with tempfile.TemporaryDirectory() as tmp:
         loops = _loops(device, args.size, args.steps, args.batch_divisor, Path(tmp))
         for name in only:

@@ -37,7 +37,7 @@ for run in 1 2 3; do
 done
 
 step "2. every benchmark stage on CUDA with --compile (smoke preset, 2 worker processes on the one GPU)"
-timeout "$(cap 150)" python3 -m AlignFlowLib.cli bench polyp --data .gpu/polyp --preset smoke --device cuda --workers 2 \
+timeout "$(cap 220)" python3 -m AlignFlowLib.cli bench polyp --data .gpu/polyp --preset smoke --device cuda --workers 2 \
     --compile --out /tmp/bench-smoke-cuda && cp /tmp/bench-smoke-cuda/results.json "$OUT/bench-smoke-compiled-cuda.json"
 
 step "3. the gpu preset (compiled on CUDA) until the deadline: timings of its stages"

@@ -1,5 +1,5 @@
 """Where does a stage-1 training step's time go beyond the bare forward + backward? Profiles the real loop
-(`train_image_generator`, the `default` preset's network and batch) with torch.profiler over steps 20-29, after
+(`train_image_generator`, the `default` preset's network and batch) with torch.profiler over ten steps after
 warm-up (and compilation, with `--compile`), and writes the operator table sorted by host time and by device time,
 plus a Chrome trace to open in chrome://tracing or Perfetto.
 
@@ -7,6 +7,8 @@ plus a Chrome trace to open in chrome://tracing or Perfetto.
 
 A host-side operator that waits for the device (cudaStreamSynchronize, cudaMemcpy without Async, .item()) shows up
 as a long host entry with little device time; the step-overhead ratio (bench/step_overhead.py) says whether to look.
+The window is marked at optimiser steps, so it runs from after step 20's optimiser step to the end of step 30's and
+holds one report: step 20's read of the smoothed loss from the device, a wait by design.
 """
 
 from __future__ import annotations

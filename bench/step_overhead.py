@@ -102,7 +102,7 @@ def main() -> None:
               "note": "loop: steady state between its progress events at step 10 and the last step (construction and "
                       "the final checkpoint excluded); bare: fwd + bwd + AdamW on one fixed batch"}
     print(json.dumps(result, indent=2))
-    out = args.out or Path("bench/results") / f"step_overhead-{device.type}.json"
+    out = args.out or Path("bench/results") / f"step_overhead{'-compiled' if args.compile else ''}-{device.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
 

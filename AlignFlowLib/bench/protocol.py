@@ -329,7 +329,8 @@ def run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: torc
         reuse_stage1: an earlier benchmark output folder whose stage-1 generators (same settings) are reused.
         reference_sets: a subset of `data.references` (default: the preset's, else all).
         resume: continue a cut-off benchmark in `out_dir` (finished jobs are kept).
-        workers: processes that train the segmenter jobs (one per GPU on CUDA) while this one aligns and samples.
+        workers: processes (one per GPU on CUDA) that align each reference set and train the segmenter jobs,
+            while this one trains stage 1, samples and scores the generators.
     """
     protocol, bench = load_protocol(), choose("benchmark preset", preset_name, BENCH_PRESETS)
     methods = tuple(methods or protocol["methods"])
@@ -402,6 +403,39 @@ def run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: torc
         # Explicit settings win over the recipe rule, also when a resumed run's stored config was read back.
         config = apply_overrides(config, overrides)
 
+        # Alignment, one job per reference set not yet aligned: all queued at once when there are workers (each
+        # set is independent; queued before the segmenter jobs so the sets are ready early), else run here just
+        # before its set is used, so that a cut-off run has whole sets. A set is done when its summary and
+        # generator are both there (older runs wrote the summary first).
+        needs_alignment = "alignflow" in methods or "alignflow_real_masks" in methods
+
+        def set_dir_of(set_name: str) -> Path:
+            return out_dir / "aligned" / set_name
+
+        def aligned(set_name: str) -> bool:
+            return all((set_dir_of(set_name) / name).is_file()
+                       for name in ("align_summary.json", "aligned_generator.pt"))
+
+        to_align = [name for name in reference_sets if needs_alignment and not aligned(name)]
+        condition_masks = None  # made only when something is aligned: a resumed benchmark may need none
+        if to_align:
+            condition_masks = timer("synthesis", lambda: pipeline.alignment_masks(run, config, source, device))
+        alignments: dict[str, Future] = {}
+        for set_name in to_align:
+            ref_dir = out_dir / "references" / set_name
+            write_images(ref_dir / "images", data.references[set_name].images, data.references[set_name].names)
+            if pool is not None:
+                alignments[set_name] = pool.submit_alignment(run.root, ref_dir, set_dir_of(set_name), condition_masks)
+        if alignments:
+            progress.log(f"aligning {len(alignments)} reference sets in {pool.workers} workers")
+
+        def wait_for_alignment(set_name: str) -> None:
+            if set_name in alignments:  # aligned in a worker: this process only waits
+                timer("align_wait", alignments[set_name].result)
+            elif set_name in to_align:
+                timer("align", lambda: align_reference_set(run.root, out_dir / "references" / set_name,
+                                                           set_dir_of(set_name), device, condition_masks, on_event))
+
         # Reference-free methods: trained once, paired with every reference set.
         if "source_only" in methods:
             score("source_only", "all")
@@ -421,36 +455,9 @@ def run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: torc
         generator_metrics: dict[str, Any] = {}
         align_summaries: dict[str, Any] = {}
         examples: dict[str, dict[str, torch.Tensor]] = {}
-        needs_alignment = "alignflow" in methods or "alignflow_real_masks" in methods
         extractor = load_feature_extractor(config.align.feature_size_px, config.align.style_weight, device)
         metric_masks = source.masks[torch.arange(min(bench.generator_metric_masks, count)) % len(source)]
         stage1_metrics = None
-
-        # Alignment, one job per reference set not yet aligned: all queued at once when there are workers (each
-        # set is independent), else run here just before its set is used, so a cut-off run has whole sets.
-        def set_dir_of(set_name: str) -> Path:
-            return out_dir / "aligned" / set_name
-
-        to_align = [name for name in reference_sets
-                    if needs_alignment and not (set_dir_of(name) / "align_summary.json").is_file()]
-        condition_masks = None  # made only when something is aligned: a resumed benchmark may need none
-        if to_align:
-            condition_masks = timer("synthesis", lambda: pipeline.alignment_masks(run, config, source, device))
-        alignments: dict[str, Future] = {}
-        for set_name in to_align:
-            ref_dir = out_dir / "references" / set_name
-            write_images(ref_dir / "images", data.references[set_name].images, data.references[set_name].names)
-            if pool is not None:
-                alignments[set_name] = pool.submit_alignment(run.root, ref_dir, set_dir_of(set_name), condition_masks)
-        if alignments:
-            progress.log(f"aligning {len(alignments)} reference sets in {pool.workers} workers")
-
-        def wait_for_alignment(set_name: str) -> None:
-            if set_name in alignments:
-                timer("align", alignments[set_name].result)
-            elif set_name in to_align:
-                timer("align", lambda: align_reference_set(run.root, out_dir / "references" / set_name,
-                                                           set_dir_of(set_name), device, condition_masks, on_event))
 
         for set_name in reference_sets:
             progress.log(f"reference set {set_name}")

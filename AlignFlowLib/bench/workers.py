@@ -1,8 +1,8 @@
 """The benchmark's independent jobs spread over worker processes, one per GPU, or each with a share of the CPU
 cores: segmenter jobs (methods × reference sets × seeds: most of its time) and the alignment of each reference set.
 
-A job is a pure function of its inputs (`train_and_score`, `align_reference_set`), so it runs the same in the
-benchmark's process or in a worker. Workers receive the source, test and validation tensors once, when they start;
+A job depends only on its inputs and the files it names (`train_and_score`, `align_reference_set`), so it runs the
+same in the benchmark's process or in a worker. Workers receive the source, test and validation tensors once, when they start;
 each segmenter job brings its own synthetic or transformed pairs, and its JSON is written by the benchmark's process
 the moment it arrives, so OUT/jobs is the job table a resumed benchmark (`--resume`) reads to skip finished work.
 An alignment job writes only its own set's folder, with `align_summary.json` last as its mark of completion.
@@ -24,6 +24,7 @@ from ..atomic import write_json_atomic
 from ..config import SegmenterConfig
 from ..data.folders import PairSet
 from ..device import apply_process_settings, process_settings
+from ..errors import CancelledByUser
 from ..events import ignore_events
 from ..run_folder import RunFolder
 from ..segmenter.train import evaluate_segmenter, train_segmenter
@@ -51,11 +52,14 @@ def train_and_score(source: PairSet, test: PairSet, source_val: PairSet | None, 
 
 def align_reference_set(run_root: Path, references_dir: Path, set_dir: Path, device: torch.device,
                         condition_masks: torch.Tensor, on_event=ignore_events) -> dict[str, Any]:
-    """Align the run's stage 1 to one reference set into `set_dir`: its resumable state, the aligned generator, and
-    `align_summary.json` last. Nothing else is written, so several sets can be aligned at once."""
+    """Align the run's stage 1 to one reference set into `set_dir`: its resumable state (removed when done), the
+    aligned generator, and `align_summary.json` last. Nothing else is written, so several sets can be aligned at
+    once."""
+    set_dir = Path(set_dir)
     summary = pipeline.align(RunFolder(Path(run_root)), Path(references_dir), device, resume=True, on_event=on_event,
-                             condition_masks=condition_masks, out_dir=Path(set_dir))
-    write_json_atomic(Path(set_dir) / "align_summary.json", summary)
+                             condition_masks=condition_masks, out_dir=set_dir)
+    write_json_atomic(set_dir / "align_summary.json", summary)
+    (set_dir / "align_state.pt").unlink(missing_ok=True)  # only a cut-off alignment needs it
     return summary
 
 
@@ -70,25 +74,33 @@ def worker_devices(workers: int, device: torch.device) -> list[str]:
 _WORKER: dict[str, Any] = {}
 
 
-def _start_worker(devices, threads: int, settings: dict[str, Any], source: PairSet, test: PairSet,
+def _start_worker(devices, threads: int, settings: dict[str, Any], cancel, source: PairSet, test: PairSet,
                   source_val: PairSet | None) -> None:
     device = torch.device(devices.get())
     if device.type == "cuda":
         torch.cuda.set_device(device)
     torch.set_num_threads(threads)
     apply_process_settings(settings)  # the parent's CPU bf16 and compile choices
-    _WORKER.update(device=device, source=source, test=test, source_val=source_val)
+    _WORKER.update(device=device, source=source, test=test, source_val=source_val, cancel=cancel)
+
+
+def _stop_if_cancelled(event: dict[str, Any]) -> None:
+    """The progress callback of a worker's job. A cancelled benchmark stops its running jobs at their next progress
+    event, where their checkpoints are consistent, before its own process exits and frees the output folder."""
+    if _WORKER["cancel"].is_set():
+        raise CancelledByUser("benchmark cancelled")
 
 
 def _run_in_worker(method: str, set_name: str, config: SegmenterConfig,
                    extra: tuple[torch.Tensor, torch.Tensor] | None, score_test: bool) -> dict[str, Any]:
     return train_and_score(_WORKER["source"], _WORKER["test"], _WORKER["source_val"], _WORKER["device"], method,
-                           set_name, config, extra, score_test)
+                           set_name, config, extra, score_test, _stop_if_cancelled)
 
 
 def _align_in_worker(run_root: Path, references_dir: Path, set_dir: Path,
                      condition_masks: torch.Tensor) -> dict[str, Any]:
-    return align_reference_set(run_root, references_dir, set_dir, _WORKER["device"], condition_masks)
+    return align_reference_set(run_root, references_dir, set_dir, _WORKER["device"], condition_masks,
+                               _stop_if_cancelled)
 
 
 class WorkerPool:
@@ -102,20 +114,29 @@ class WorkerPool:
             devices.put(name)
         threads = 1 if device.type == "cuda" else max(1, (os.cpu_count() or 1) // workers)
         self.workers = workers
+        self._cancel = context.Event()
         self._executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                                             initargs=(devices, threads, process_settings(), source, test,
-                                                       source_val))
+                                             initargs=(devices, threads, process_settings(), self._cancel, source,
+                                                       test, source_val))
+
+    def call(self, function, *args: Any) -> Future:
+        """Run a picklable module-level `function(*args)` in a worker."""
+        return self._executor.submit(function, *args)
 
     def submit(self, method: str, set_name: str, config: SegmenterConfig,
                extra: tuple[torch.Tensor, torch.Tensor] | None, score_test: bool) -> Future:
-        return self._executor.submit(_run_in_worker, method, set_name, config, extra, score_test)
+        return self.call(_run_in_worker, method, set_name, config, extra, score_test)
 
     def submit_alignment(self, run_root: Path, references_dir: Path, set_dir: Path,
                          condition_masks: torch.Tensor) -> Future:
-        return self._executor.submit(_align_in_worker, run_root, references_dir, set_dir, condition_masks)
+        return self.call(_align_in_worker, run_root, references_dir, set_dir, condition_masks)
 
     def close(self, cancel: bool = False) -> None:
-        self._executor.shutdown(wait=not cancel, cancel_futures=cancel)
+        """Wait for the jobs; with `cancel`, drop the queued ones and stop the running ones at their next progress
+        event (their files stay consistent), so no worker writes after the benchmark has let go of its folder."""
+        if cancel:
+            self._cancel.set()
+        self._executor.shutdown(wait=True, cancel_futures=cancel)
 
     @classmethod
     @contextlib.contextmanager

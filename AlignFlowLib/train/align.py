@@ -132,7 +132,7 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
             return None
         value = torch.zeros((), dtype=torch.float64, device=device)
         if distributed.is_main():
-            images = generate_images(model, eval_masks, eval_seeds, config.sampler, device)
+            images = generate_images(model, eval_masks, eval_seeds, config.sampler, device, compile_model=False)
             model.train()  # generate_images switched it to eval; all ranks stay in one mode
             value += float(mmd2_unbiased(_features(select_features, images.to(device)), holdout_features,
                                          config.kernel))
