@@ -30,6 +30,10 @@ step "0. profile of the stage-1 loop, eager and compiled (the loop's ~14 ms per 
 timeout "$(cap 40)" python3 bench/profile_step.py --device cuda --out-dir "$OUT" | head -45
 timeout "$(cap 120)" python3 bench/profile_step.py --device cuda --compile --out-dir "$OUT" | head -45
 
+step "0b. the segmenter's loop in fp32, default and protocol (strong augmentation, per sample on the GPU) recipes"
+timeout "$(cap 60)" python3 bench/compile_loops.py --device cuda --only segmenter,segmenter_strong_augment \
+    --out "$OUT/compile_loops-segmenter-cuda.json" | grep -E "eager|compiled \{"
+
 step "1. the mask generator under --compile (1.64x in one run, 0.85x in the next): three runs, same process order"
 for run in 1 2 3; do
   timeout "$(cap 80)" python3 bench/compile_loops.py --device cuda --only mask_generator \

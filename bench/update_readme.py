@@ -78,6 +78,9 @@ def compile_section(results_dir: Path) -> str:
                   "torch's on-disk compiler cache already holds the graphs).", "",
                   "| loop | eager | compiled | speed-up | compile time | break-even |", "|---|---|---|---|---|---|"]
         for workload, row in result["workloads"].items():
+            if "compiled" not in row:  # timed eager only (the segmenter, which --compile leaves eager)
+                lines.append(f"| {workload.replace('_', ' ')} | {row['eager']['step_ms']:.1f} ms | not compiled | | | |")
+                continue
             if "step_ms" in row["eager"]:
                 eager, compiled = f"{row['eager']['step_ms']:.1f} ms", f"{row['compiled']['step_ms']:.1f} ms"
                 even = row.get("break_even_steps")

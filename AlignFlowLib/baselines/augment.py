@@ -16,9 +16,17 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..device import to_device
+
 
 def _uniform(generator: torch.Generator, low: float, high: float, shape: tuple[int, ...] = ()) -> torch.Tensor:
     return low + (high - low) * torch.rand(shape, generator=generator, device=generator.device).cpu()
+
+
+def _beside(value: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """A value drawn on the CPU, on `image`'s device and dtype. On CUDA through pinned memory without blocking: a
+    plain copy per draw would make the host wait for the GPU dozens of times per batch."""
+    return to_device(value, image.device).to(image.dtype)
 
 
 def _gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -38,19 +46,19 @@ def _gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def _photometric(image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """(C, H, W) in [−1, 1] → jittered (C, H, W) in [−1, 1]."""
-    x = image + _uniform(generator, -0.2, 0.2).to(image)
-    x = (x - x.mean()) * _uniform(generator, 0.75, 1.25).to(image) + x.mean()
+    x = image + _beside(_uniform(generator, -0.2, 0.2), image)
+    x = (x - x.mean()) * _beside(_uniform(generator, 0.75, 1.25), image) + x.mean()
     if x.shape[0] == 3:
         grey = x.mean(0, keepdim=True)
-        x = grey + (x - grey) * _uniform(generator, 0.7, 1.3).to(image)
+        x = grey + (x - grey) * _beside(_uniform(generator, 0.7, 1.3), image)
         mixing = torch.eye(3) + _uniform(generator, -0.05, 0.05, (3, 3))
-        x = torch.einsum("ij,jhw->ihw", mixing.to(image), x)
+        x = torch.einsum("ij,jhw->ihw", _beside(mixing, image), x)
     unit = ((x.clamp(-1, 1) + 1) / 2)
-    x = unit ** _uniform(generator, 0.7, 1.5).to(image) * 2 - 1
+    x = unit ** _beside(_uniform(generator, 0.7, 1.5), image) * 2 - 1
     if float(_uniform(generator, 0, 1)) < 0.3 and min(x.shape[-2:]) > 4:
         x = _gaussian_blur(x, float(_uniform(generator, 0.3, 1.2)))
-    noise = torch.randn(x.shape, generator=generator, device=generator.device).to(image)
-    x = x + noise * _uniform(generator, 0.0, 0.03).to(image)
+    noise = _beside(torch.randn(x.shape, generator=generator, device=generator.device), image)
+    x = x + noise * _beside(_uniform(generator, 0.0, 0.03), image)
     return x.clamp(-1.0, 1.0)
 
 

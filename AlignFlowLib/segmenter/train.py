@@ -147,15 +147,13 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, config: Segmenter
         if num_synthetic:
             index = torch.randint(len(synthetic_images), (num_synthetic,), generator=generator)
             parts_x.append(synthetic_images[index]), parts_y.append(synthetic_masks[index])
-        x, y = torch.cat(parts_x), torch.cat(parts_y)
-        if not config.strong_augment:  # augmented on the device; the per-sample classic recipe stays on the CPU
-            x, y = to_device(x, device), to_device(y, device)
-        x, y = x.float(), y.float()
+        # Augmented on the device, from draws made on the CPU generator (the same transforms on any device).
+        x, y = to_device(torch.cat(parts_x), device).float(), to_device(torch.cat(parts_y), device).float()
         if config.augment:
             x, y = augment_pairs(x, y, generator)
         if config.strong_augment:
             x, y = classic_augment(x, y, generator)
-        x, y = distributed.shard(to_device(x, device), to_device(y, device))
+        x, y = distributed.shard(x, y)
 
         # Update weights.
         with autocast(device, cuda_bf16=False):  # fp32 measured faster on CUDA (device.autocast)
