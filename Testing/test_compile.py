@@ -77,6 +77,20 @@ def test_the_segmenter_stays_eager_under_compile(dynamo):
     assert _compiled_graphs(dynamo) == 0
 
 
+def test_compile_uses_static_shapes(monkeypatch):
+    """A sampler's shorter last batch must get its own graph, not turn every later call into a dynamic one."""
+    from AlignFlowLib.device import compiled
+
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda module, **options: calls.append(options) or module)
+    set_compile(True, backend="aot_eager")
+    try:
+        compiled(torch.nn.Linear(2, 2))
+    finally:
+        set_compile(False)
+    assert calls == [{"backend": "aot_eager", "dynamic": False}]
+
+
 def test_compiled_sampling_matches_eager_with_guidance(dynamo):
     from AlignFlowLib.models.velocity import build_velocity_unet
     from AlignFlowLib.synthesis import generate_images

@@ -417,6 +417,8 @@ def run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: torc
                        for name in ("align_summary.json", "aligned_generator.pt"))
 
         to_align = [name for name in reference_sets if needs_alignment and not aligned(name)]
+        for name in set(reference_sets) - set(to_align):  # a kill between a set's summary and its state's removal
+            (set_dir_of(name) / "align_state.pt").unlink(missing_ok=True)
         condition_masks = None  # made only when something is aligned: a resumed benchmark may need none
         if to_align:
             condition_masks = timer("synthesis", lambda: pipeline.alignment_masks(run, config, source, device))

@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import signal
+import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
@@ -82,6 +84,13 @@ def _start_worker(devices, threads: int, settings: dict[str, Any], cancel, sourc
     torch.set_num_threads(threads)
     apply_process_settings(settings)  # the parent's CPU bf16 and compile choices
     _WORKER.update(device=device, source=source, test=test, source_val=source_val, cancel=cancel)
+    # Ctrl-C reaches the whole process group: the benchmark's process handles it and cancels the jobs (below), so a
+    # worker is not torn mid-step. If the benchmark's process dies outright (SIGKILL, out of memory), its workers
+    # go too, so no alignment keeps writing into a folder whose lock is gone (checkpoints are atomic).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=lambda: (parent.join(), os._exit(1)), daemon=True).start()
 
 
 def _stop_if_cancelled(event: dict[str, Any]) -> None:
@@ -93,12 +102,14 @@ def _stop_if_cancelled(event: dict[str, Any]) -> None:
 
 def _run_in_worker(method: str, set_name: str, config: SegmenterConfig,
                    extra: tuple[torch.Tensor, torch.Tensor] | None, score_test: bool) -> dict[str, Any]:
+    _stop_if_cancelled({})  # a job already handed to the worker when the benchmark was cancelled
     return train_and_score(_WORKER["source"], _WORKER["test"], _WORKER["source_val"], _WORKER["device"], method,
                            set_name, config, extra, score_test, _stop_if_cancelled)
 
 
 def _align_in_worker(run_root: Path, references_dir: Path, set_dir: Path,
                      condition_masks: torch.Tensor) -> dict[str, Any]:
+    _stop_if_cancelled({})
     return align_reference_set(run_root, references_dir, set_dir, _WORKER["device"], condition_masks,
                                _stop_if_cancelled)
 
