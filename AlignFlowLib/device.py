@@ -69,8 +69,8 @@ def set_compile(enabled: bool, backend: str = "inductor") -> bool:
     compile_loops-cuda.json). Alignment stays eager too (its sampler is checkpointed and truncated).
 
     Off by default everywhere: every process compiles again when it starts (25-75 s per network on an H200 with a
-    cold compiler cache), so it pays off only in long runs. `backend` is torch's compiler backend; the tests use "aot_eager", which traces the
-    same graphs without generating kernels. Returns whether it is now on."""
+    cold compiler cache), so it pays off only in long runs. `backend` is torch's compiler backend; the tests use
+    "aot_eager", which traces the same graphs without generating kernels. Returns whether it is now on."""
     global _COMPILE_BACKEND
     _COMPILE_BACKEND = backend if enabled else None
     return _COMPILE_BACKEND is not None

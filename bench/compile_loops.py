@@ -4,7 +4,8 @@ synthesis sampler) runs eager and then compiled, back to back in one process on 
 workload, so a run cut off by its time limit keeps what it measured.
 
 The segmenter's loops run eager only, since `--compile` leaves them eager (two recipes: the default, and the
-benchmark protocol's strong augmentation). Per training loop: the steady-state step time between the loop's own progress events (at step 10 and the last step),
+benchmark protocol's strong augmentation). Per training loop: the steady-state step time between the loop's own
+progress events (at step 10 and the last step),
 the time to its first progress event (construction, first steps, and compilation when compiled), and the number of
 steps after which compiling has paid for itself. Synthesis: the first call (compiling) and a second call of
 `generate_images` on the same masks.

@@ -97,7 +97,8 @@ def main() -> None:
     bare, loop = statistics.median(bare_times), statistics.median(loop_times)
     result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else
               f"CPU {platform.machine()} ({torch.get_num_threads()} threads)",
-              "model": args.model, "compiled": args.compile, "image_size_px": args.size, "batch_size": args.batch, "steps_per_block": args.steps,
+              "model": args.model, "compiled": args.compile, "image_size_px": args.size, "batch_size": args.batch,
+              "steps_per_block": args.steps,
               "bare_step_s": bare, "loop_step_s": loop, "ratio": loop / bare,
               "note": "loop: steady state between its progress events at step 10 and the last step (construction and "
                       "the final checkpoint excluded); bare: fwd + bwd + AdamW on one fixed batch"}

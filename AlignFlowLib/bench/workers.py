@@ -2,9 +2,10 @@
 cores: segmenter jobs (methods × reference sets × seeds: most of its time) and the alignment of each reference set.
 
 A job depends only on its inputs and the files it names (`train_and_score`, `align_reference_set`), so it runs the
-same in the benchmark's process or in a worker. Workers receive the source, test and validation tensors once, when they start;
-each segmenter job brings its own synthetic or transformed pairs, and its JSON is written by the benchmark's process
-the moment it arrives, so OUT/jobs is the job table a resumed benchmark (`--resume`) reads to skip finished work.
+same in the benchmark's process or in a worker. Workers receive the source, test and validation tensors once, when
+they start; each segmenter job brings its own synthetic or transformed pairs, and its JSON is written by the
+benchmark's process the moment it arrives, so OUT/jobs is the job table a resumed benchmark (`--resume`) reads to
+skip finished work.
 An alignment job writes only its own set's folder, with `align_summary.json` last as its mark of completion.
 """
 
