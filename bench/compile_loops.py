@@ -1,13 +1,12 @@
-"""Does `--compile` pay off in the library's own loops? Each loop (image generator, mask generator, segmenter,
-synthesis sampler) runs eager and then compiled, back to back in one process on the same warm device, with the
-`default` preset's networks and batch sizes (the GPU preset's) on random data. Prints and saves JSON after every
-workload, so a run cut off by its time limit keeps what it measured.
+"""Does `--compile` pay off in the library's own loops? Each loop (image generator, mask generator, synthesis
+sampler) runs eager and then compiled, back to back in one process on the same warm device, with the `default`
+preset's networks and batch sizes (the GPU preset's) on random data. The segmenter's loops run eager only, since
+`--compile` leaves them eager (two recipes: the default, and the benchmark protocol's strong augmentation). Prints
+and saves JSON after every workload, so a run cut off by its time limit keeps what it measured.
 
-The segmenter's loops run eager only, since `--compile` leaves them eager (two recipes: the default, and the
-benchmark protocol's strong augmentation). Per training loop: the steady-state step time between the loop's own
-progress events (at step 10 and the last step),
-the time to its first progress event (construction, first steps, and compilation when compiled), and the number of
-steps after which compiling has paid for itself. Synthesis: the first call (compiling) and a second call of
+Per training loop: the steady-state step time between the loop's own progress events (at step 10 and the last
+step), the time to its first progress event (construction, first steps, and compilation when compiled), and the
+number of steps after which compiling has paid for itself. Synthesis: the first call (compiling) and a second call of
 `generate_images` on the same masks.
 
     python bench/compile_loops.py [--device cuda] [--steps 60] [--size 128] [--batch-divisor 1]
