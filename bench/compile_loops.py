@@ -30,64 +30,37 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from AlignFlowLib.config import DataConfig, replace  # noqa: E402
-from AlignFlowLib.data.folders import PairSet  # noqa: E402
 from AlignFlowLib.device import select_device, set_compile  # noqa: E402
 from AlignFlowLib.presets import DEFAULT  # noqa: E402
 from AlignFlowLib.segmenter.train import train_segmenter  # noqa: E402
 from AlignFlowLib.synthesis import generate_images  # noqa: E402
 from AlignFlowLib.train.generators import train_image_generator, train_mask_generator  # noqa: E402
+from timing import random_pairs, sync, timed_loop  # noqa: E402
 
 WORKLOADS = ("image_generator", "mask_generator", "segmenter", "segmenter_strong_augment", "synthesis")
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _timed_loop(run: Callable[[Callable[[dict], None]], Any]) -> dict[str, float]:
-    """Run a training loop; its progress events time the first steps (warm-up) and the steady state after them."""
-    marks: list[tuple[int, float]] = []
-
-    def on_event(event: dict) -> None:
-        if event.get("event") == "progress":
-            marks.append((event["step"], time.perf_counter()))
-
-    start = time.perf_counter()
-    run(on_event)
-    (first_step, first_time), (last_step, last_time) = marks[0], marks[-1]
-    return {"to_first_report_s": first_time - start, "first_report_step": first_step,
-            "step_ms": 1000 * (last_time - first_time) / (last_step - first_step)}
-
-
-def _pairs(count: int, size: int, channels: int) -> PairSet:
-    g = torch.Generator().manual_seed(0)
-    masks = (torch.rand(count, 1, size, size, generator=g) > 0.7).float()
-    images = torch.rand(count, channels, size, size, generator=g) * 2 - 1
-    return PairSet(images, masks, [str(i) for i in range(count)])
-
-
 def _loops(device: torch.device, size: int, steps: int, divisor: int, tmp: Path) -> dict[str, Callable[[], dict]]:
-    pairs = _pairs(128, size, 3)
+    pairs = random_pairs(128, size)
     data = replace(DEFAULT.data, image_size_px=size)
     never = 10**9  # no checkpoints inside the timed steps
 
     def image_generator() -> dict:
         config = replace(DEFAULT.image_generator, num_steps=steps, checkpoint_every_steps=never,
                          batch_size=max(2, DEFAULT.image_generator.batch_size // divisor))
-        return _timed_loop(lambda on_event: train_image_generator(pairs, config, data, device, tmp / "image.pt",
+        return timed_loop(lambda on_event: train_image_generator(pairs, config, data, device, tmp / "image.pt",
                                                                   on_event=on_event))
 
     def mask_generator() -> dict:
         config = replace(DEFAULT.mask_generator, num_steps=steps, checkpoint_every_steps=never,
                          batch_size=max(2, DEFAULT.mask_generator.batch_size // divisor))
-        return _timed_loop(lambda on_event: train_mask_generator(pairs, config, device, tmp / "mask.pt",
+        return timed_loop(lambda on_event: train_mask_generator(pairs, config, device, tmp / "mask.pt",
                                                                  on_event=on_event))
 
     def segmenter(strong_augment: bool = False) -> dict:
         config = replace(DEFAULT.segmenter, num_steps=steps, batch_size=max(2, DEFAULT.segmenter.batch_size // divisor),
                          strong_augment=strong_augment)
-        return _timed_loop(lambda on_event: train_segmenter(pairs.images, pairs.masks, config, device,
+        return timed_loop(lambda on_event: train_segmenter(pairs.images, pairs.masks, config, device,
                                                             on_event=on_event))
 
     def synthesis() -> dict:
@@ -99,10 +72,10 @@ def _loops(device: torch.device, size: int, steps: int, divisor: int, tmp: Path)
         masks, seeds = pairs.masks[:2 * batch], list(range(2 * batch))
         times = []
         for _ in range(2):
-            _sync(device)
+            sync(device)
             start = time.perf_counter()
             generate_images(model, masks, seeds, DEFAULT.synthesis.sampler, device, batch_size=batch)
-            _sync(device)
+            sync(device)
             times.append(time.perf_counter() - start)
         return {"first_call_s": times[0], "second_call_s": times[1], "pairs_per_call": len(masks),
                 "sampler_steps": DEFAULT.synthesis.sampler.num_steps, "batch_size": batch}

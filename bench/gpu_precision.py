@@ -33,14 +33,10 @@ from AlignFlowLib.models.velocity import build_velocity_unet  # noqa: E402
 from AlignFlowLib.presets import DEFAULT  # noqa: E402
 from AlignFlowLib.segmenter.model import build_segmenter  # noqa: E402
 from AlignFlowLib.segmenter.train import segmentation_loss  # noqa: E402
+from timing import sync  # noqa: E402
 
 SIZE = DEFAULT.data.image_size_px
 BATCH_DIVISOR = 1  # --batch-divisor: a quick check of the script on a CPU
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def _precision(device: torch.device, variant: str):
@@ -122,15 +118,15 @@ def _time(step: Callable[[], None], device: torch.device, steps: int, warmup: in
     started = time.perf_counter()
     for _ in range(warmup):
         step()
-    _sync(device)
+    sync(device)
     warm = time.perf_counter() - started
     blocks = []
     for _ in range(3):
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         for _ in range(steps):
             step()
-        _sync(device)
+        sync(device)
         blocks.append((time.perf_counter() - start) / steps)
     return warm, statistics.median(blocks)
 

@@ -26,10 +26,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from AlignFlowLib.config import replace  # noqa: E402
-from AlignFlowLib.data.folders import PairSet  # noqa: E402
 from AlignFlowLib.device import select_device, set_compile  # noqa: E402
 from AlignFlowLib.presets import DEFAULT  # noqa: E402
 from AlignFlowLib.train.generators import train_image_generator  # noqa: E402
+from timing import random_pairs  # noqa: E402
 
 WAIT, WARMUP, ACTIVE = 15, 5, 10  # steps: skipped, profiled but discarded, recorded
 
@@ -44,9 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     device = select_device(args.device)
     set_compile(args.compile)
-    g = torch.Generator().manual_seed(0)
-    pairs = PairSet(torch.rand(128, 3, args.size, args.size, generator=g) * 2 - 1,
-                    (torch.rand(128, 1, args.size, args.size, generator=g) > 0.7).float(), [str(i) for i in range(128)])
+    pairs = random_pairs(128, args.size)
     config = replace(DEFAULT.image_generator, batch_size=args.batch, num_steps=WAIT + WARMUP + ACTIVE,
                      checkpoint_every_steps=10**9)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])

@@ -22,17 +22,12 @@ from pathlib import Path
 import torch
 
 from AlignFlowLib.config import ImageGeneratorConfig, replace
-from AlignFlowLib.data.folders import PairSet
 from AlignFlowLib.device import autocast, compiled, select_device, set_compile
 from AlignFlowLib.models.velocity import build_velocity_unet
 from AlignFlowLib.train.generators import train_image_generator
 from AlignFlowLib.config import DataConfig
 from AlignFlowLib.presets import DEFAULT
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+from timing import random_pairs, sync, timed_loop
 
 
 def main() -> None:
@@ -51,8 +46,7 @@ def main() -> None:
     set_compile(args.compile)
     base = DEFAULT.image_generator if args.model == "default" else ImageGeneratorConfig()
     config = replace(base, batch_size=args.batch, checkpoint_every_steps=10**9)
-    pairs = PairSet(torch.rand(64, 3, args.size, args.size) * 2 - 1,
-                    (torch.rand(64, 1, args.size, args.size) > 0.5).float(), [str(i) for i in range(64)])
+    pairs = random_pairs(64, args.size)
 
     # Bare: forward + backward + optimizer step of the same network on a fixed batch.
     model = build_velocity_unet(3, 1, config).to(device)
@@ -74,26 +68,19 @@ def main() -> None:
         for round_index in range(3):  # interleave: bare block, loop block, three times
             for _ in range(2):
                 bare_step()
-            _sync(device)
+            sync(device)
             start = time.perf_counter()
             for _ in range(args.steps):
                 bare_step()
-            _sync(device)
+            sync(device)
             bare_times.append((time.perf_counter() - start) / args.steps)
 
-            # The loop's own progress events (every 10 steps; each reads the loss, so the device is in step with
-            # the host there) time its steady state: model construction and the final checkpoint fall outside.
-            marks: list[tuple[int, float]] = []
-
-            def on_event(event: dict) -> None:
-                if event.get("event") == "progress":
-                    marks.append((event["step"], time.perf_counter()))
-
+            # The loop's steady state, from its own progress events (construction and the final checkpoint excluded).
             loop_config = replace(config, num_steps=args.steps + 10)
-            train_image_generator(pairs, loop_config, DataConfig(image_size_px=args.size), device,
-                                  Path(tmp) / f"run{round_index}.pt", on_event=on_event)
-            (first_step, first_time), (last_step, last_time) = marks[0], marks[-1]
-            loop_times.append((last_time - first_time) / (last_step - first_step))
+            path = Path(tmp) / f"run{round_index}.pt"
+            loop = timed_loop(lambda on_event: train_image_generator(
+                pairs, loop_config, DataConfig(image_size_px=args.size), device, path, on_event=on_event))
+            loop_times.append(loop["step_ms"] / 1000)
     bare, loop = statistics.median(bare_times), statistics.median(loop_times)
     result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else
               f"CPU {platform.machine()} ({torch.get_num_threads()} threads)",
