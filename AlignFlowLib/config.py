@@ -91,6 +91,8 @@ class ImageGeneratorConfig:
     num_head_channels: Annotated[int, Range(1, 4096)] = 32  # attention head width
     norm_num_groups: Annotated[int, Range(1, 4096)] = 16
     mask_dropout: Annotated[float, FRACTION] = 0.1  # probability of dropping the mask (for classifier-free guidance)
+    # extra weight of the flow-matching error inside the mask: a lesion pixel counts 1 + w times (0: plain mean)
+    mask_loss_weight: Annotated[float, NON_NEGATIVE] = 0.0
     num_steps: Annotated[int, STEPS] = 2000  # optimiser steps
     batch_size: Annotated[int, Range(1, 65536)] = 16
     learning_rate: Annotated[float, Range(0, 10, open_low=True)] = 2e-4

@@ -164,3 +164,46 @@ def test_a_loss_that_turns_non_finite_stops_training_before_any_checkpoint_holds
     state = load_checkpoint(path)
     assert state["step"] == 5
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_lesion_weight_counts_the_mask_more_and_keeps_the_loss_scale():
+    from AlignFlowLib.train.generators import lesion_loss_weight
+
+    masks = torch.zeros(4, 1, 8, 8)
+    masks[:, :, :4, :4] = 1                                    # a quarter of every mask is lesion
+    assert lesion_loss_weight(masks, 0.0) is None              # the plain mean, unchanged
+    weight = lesion_loss_weight(masks, 3.0)
+    weights = weight(masks)
+    assert weights.mean().item() == pytest.approx(1.0)         # the usual loss scale over the training masks
+    assert weights[0, 0, 0, 0].item() == pytest.approx(4 * weights[0, 0, 7, 7].item())
+    dropped = weight(torch.full_like(masks, 0.5))               # unconditional rows: every pixel alike
+    assert torch.all(dropped == weights[0, 0, 7, 7])
+
+    sample = interpolate(torch.zeros(4, 3, 8, 8), torch.zeros(4, 3, 8, 8), torch.rand(4))
+    error_inside = masks.expand(-1, 3, -1, -1).clone()         # a velocity error of 1 on the lesion only
+    plain = flow_matching_loss(sample.target + error_inside, sample).item()
+    weighted = flow_matching_loss(sample.target + error_inside, sample, weights).item()
+    assert plain == pytest.approx(0.25) and weighted == pytest.approx(0.25 * 4 / 1.75)
+
+
+def test_the_training_loop_applies_the_loss_weight(tmp_path):
+    """Zero weight everywhere: no gradient, so the weights stay where they started (no weight decay)."""
+    from AlignFlowLib.config import ImageGeneratorConfig, replace
+    from AlignFlowLib.models.velocity import build_velocity_unet
+    from AlignFlowLib.train.flow_matching import train_flow_model
+
+    config = replace(ImageGeneratorConfig(channels=(8, 8), attention_levels=(False, False), norm_num_groups=4,
+                                          num_head_channels=8), num_steps=3, batch_size=2, ema_halflife_steps=0)
+
+    def batch(generator: torch.Generator):
+        return torch.rand(2, 1, 8, 8, generator=generator), (torch.rand(2, 1, 8, 8, generator=generator) > 0.5).float()
+
+    meta = {"data_channels": 1, "condition_channels": 1}
+    trained = [train_flow_model("test", batch, config, meta, torch.device("cpu"), tmp_path / f"{name}.pt",
+                                loss_weight=weight)
+               for name, weight in (("plain", None), ("zero", torch.zeros_like))]
+    torch.manual_seed(config.seed)
+    initial = build_velocity_unet(1, 1, config).state_dict()
+    plain, zero = (model.state_dict() for model in trained)
+    assert all(torch.equal(zero[key], initial[key]) for key in initial)
+    assert not all(torch.equal(plain[key], initial[key]) for key in initial)

@@ -33,7 +33,7 @@ from ..baselines.fda import fourier_domain_adaptation
 from ..baselines.histogram import match_histograms
 from ..atomic import write_json_atomic
 from ..checkpoint import load_checkpoint
-from ..config import RunConfig, SegmenterConfig, apply_overrides, replace, to_dict
+from ..config import RunConfig, SegmenterConfig, apply_overrides, from_dict, replace, to_dict
 from ..data.folders import ImageSet, PairSet, load_pairs, write_images, write_pairs
 from ..device import process_settings, set_compile, set_cpu_bf16
 from ..errors import RunFolderError, UsageError, choose
@@ -175,10 +175,11 @@ def _reuse_stage1(run: RunFolder, earlier_out: Path, config: RunConfig) -> None:
             raise RunFolderError(f"has no {target.name} to reuse (expected an earlier benchmark's output folder)",
                                  Path(earlier_out))
         stored = load_checkpoint(source)
-        wanted = to_dict(getattr(config, kind))
+        wanted = getattr(config, kind)
+        # Read back through the config class: a setting added since keeps its default, which is what trained it.
+        stored_config = from_dict(type(wanted), stored.get("config"))
         same_data = stored.get("meta", {}).get("image_size_px") == config.data.image_size_px
-        if json.dumps(stored.get("config"), sort_keys=True) != json.dumps(wanted, sort_keys=True) \
-                or stored.get("step") != wanted["num_steps"] or not same_data:
+        if stored_config != wanted or stored.get("step") != wanted.num_steps or not same_data:
             raise RunFolderError(f"{kind} was trained with other settings than this preset; it cannot be reused",
                                  source)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -45,6 +45,12 @@ def sample_time(batch: int, scheme: str = "logit_normal", mean: float = 0.0, std
     return t.clamp(1e-5, 1 - 1e-5)
 
 
-def flow_matching_loss(velocity: torch.Tensor, sample: PathSample) -> torch.Tensor:
-    """Conditional flow-matching loss: mean squared error to the path's velocity target (fp32)."""
-    return torch.mean((velocity.float() - sample.target.float()) ** 2)
+def flow_matching_loss(velocity: torch.Tensor, sample: PathSample, weight: torch.Tensor | None = None
+                       ) -> torch.Tensor:
+    """Conditional flow-matching loss: mean squared error to the path's velocity target (fp32).
+
+    `weight` (B, 1, H, W), if given, scales each pixel's error (every channel alike) before the mean. A plain mean of
+    weighted errors, not a ratio of sums, so ranks that each average their rows agree with one process on all rows.
+    """
+    squared = (velocity.float() - sample.target.float()) ** 2
+    return torch.mean(squared if weight is None else weight.float() * squared)

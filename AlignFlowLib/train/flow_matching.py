@@ -24,6 +24,8 @@ from ..version import __version__
 
 # (generator) -> (x1 data batch (B, C, H, W), condition mask (B, 1, H, W) or None), on the training device.
 BatchFn = Callable[[torch.Generator], Tuple[torch.Tensor, Optional[torch.Tensor]]]  # evaluated at import: 3.9 syntax
+# (condition mask (B, 1, H, W)) -> per-pixel weight of the flow-matching error (B, 1, H, W)
+LossWeightFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 def flow_checkpoint(kind: str, model: torch.nn.Module, ema: torch.nn.Module, optimizer, step: int, config: Any,
@@ -46,13 +48,14 @@ def rebuild_flow_model(payload: dict[str, Any], config_cls: type, weights: str =
 
 def train_flow_model(kind: str, batch_fn: BatchFn, config: Any, meta: dict[str, Any], device: torch.device,
                      checkpoint_path: Path, resume: bool = False, on_event: EventCallback = ignore_events,
-                     stage: str | None = None) -> VelocityUNet:
+                     stage: str | None = None, loss_weight: LossWeightFn | None = None) -> VelocityUNet:
     """Train a velocity UNet by conditional flow matching; returns the EMA model (eval mode).
 
     `config` is an `ImageGeneratorConfig` or `MaskGeneratorConfig`; `meta` must hold `data_channels` and
     `condition_channels` and is stored in the checkpoint so `rebuild_flow_model` needs nothing else.
     A killed run resumes from `checkpoint_path` and loses at most `config.checkpoint_every_steps` steps.
     Under torchrun each rank trains on its rows of the global batch (`distributed.py`); rank 0 writes.
+    `loss_weight` maps each row's condition mask to per-pixel weights of the error (plain mean without it).
     """
     stage = stage or kind
     with torch.random.fork_rng(devices=[]):  # initial weights from the config's seed: the same generator twice
@@ -97,7 +100,7 @@ def train_flow_model(kind: str, batch_fn: BatchFn, config: Any, meta: dict[str, 
         # Update weights.
         with autocast(device):
             velocity = net(path.x_t, path.t, mask)
-        loss = flow_matching_loss(velocity, path)
+        loss = flow_matching_loss(velocity, path, None if loss_weight is None or mask is None else loss_weight(mask))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip_norm)

@@ -49,7 +49,22 @@ def train_image_generator(pairs: PairSet, config: ImageGeneratorConfig, data_con
     meta = {"data_channels": images.shape[1], "condition_channels": 1, "image_size_px": images.shape[-1],
             "data_config": to_dict(data_config), "num_train_pairs": len(pairs)}
     return train_flow_model("image_generator", batch, config, meta, device, checkpoint_path, resume, on_event,
-                            stage="image_generator")
+                            stage="image_generator", loss_weight=lesion_loss_weight(masks, config.mask_loss_weight))
+
+
+def lesion_loss_weight(masks: torch.Tensor, extra: float):
+    """Per-pixel weights 1 + extra inside the conditioning mask, 1 elsewhere and on dropped (unconditional) rows,
+    divided by their mean over the training masks so the loss keeps its usual scale (gradient clipping sees the same
+    sizes). Why: a small generator spends its capacity on the large background and renders lesions faintly, so its
+    pairs teach a segmenter low-contrast lesions. None when extra is 0 (the plain mean, bit for bit)."""
+    if extra <= 0:
+        return None
+    scale = 1.0 + extra * float((masks > 0.5).float().mean())
+
+    def weight(condition: torch.Tensor) -> torch.Tensor:
+        return (1.0 + extra * (condition > 0.75).float()) / scale  # dropped rows hold 0.5: unweighted
+
+    return weight
 
 
 def train_mask_generator(pairs: PairSet, config: MaskGeneratorConfig, device: torch.device, checkpoint_path: Path,

@@ -1,0 +1,131 @@
+"""Why do aligned pairs train worse segmenters than stage 1's, when their images sit closer to the target? Compares
+the synthetic pair sets a benchmark run wrote (stage 1's and each reference set's aligned ones) with the real target
+test frames and the references, without training anything:
+
+- precision / recall (Kynkäänniemi et al. 2019, k-nearest-neighbour manifolds, k = 3) in EfficientNet-Lite0's pooled
+  features: precision = share of generated images inside the test frames' manifold (realism), recall = share of test
+  frames inside the generated images' manifold (coverage);
+- diversity: mean pairwise feature distance of a set over that of the test frames (1 = as varied as the target);
+- nearest-reference distance: mean distance of a set's images to their nearest reference (pull onto the K images);
+- mask visibility: mean |image inside the mask − image outside| per pair, the pair's contrast that a segmenter learns
+  from, against the same on the real test pairs; and the frozen source judge's Dice (mask consistency);
+- pixel statistics: mean, standard deviation and share of pixels at the clip limits.
+
+The target test frames are read here to locate a gap, not to choose anything (bench/PROTOCOL.md).
+
+    python bench/pair_diagnostics.py RUN_DIR [--data ../shared/data/polyp] [--preset cpu] [--judge FOLDER] [--out FILE.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from AlignFlowLib.bench.polyp import load_polyp  # noqa: E402
+from AlignFlowLib.bench.protocol import bench_config  # noqa: E402
+from AlignFlowLib.data.folders import load_pairs  # noqa: E402
+from AlignFlowLib.evaluation import mask_consistency  # noqa: E402
+from AlignFlowLib.reward.features import load_feature_extractor  # noqa: E402
+from AlignFlowLib.segmenter import ExportedSegmenter  # noqa: E402
+
+NEIGHBOURS = 3
+
+
+@torch.no_grad()
+def deep_features(images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    extractor = load_feature_extractor(96)
+    return torch.cat([extractor.deep_features(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+def knn_radii(features: torch.Tensor, k: int = NEIGHBOURS) -> torch.Tensor:
+    """Distance of each point to its k-th nearest other point of the same set."""
+    distances = torch.cdist(features, features)
+    return distances.kthvalue(k + 1, dim=1).values  # k + 1: the point itself is at distance 0
+
+
+def coverage(points: torch.Tensor, manifold: torch.Tensor) -> float:
+    """Share of `points` within the k-NN radius of at least one point of `manifold`."""
+    inside = torch.cdist(points, manifold) <= knn_radii(manifold)[None, :]
+    return float(inside.any(dim=1).float().mean())
+
+
+def mean_pairwise(features: torch.Tensor) -> float:
+    distances = torch.cdist(features, features)
+    count = len(features)
+    return float(distances.sum() / (count * (count - 1)))
+
+
+def mask_visibility(images: torch.Tensor, masks: torch.Tensor) -> float:
+    """Mean over pairs with foreground and background of |mean inside − mean outside|, averaged over channels."""
+    inside = masks > 0.5
+    values = []
+    for image, region in zip(images.float(), inside[:, 0]):
+        if region.any() and (~region).any():
+            values.append(float((image[:, region].mean(1) - image[:, ~region].mean(1)).abs().mean()))
+    return sum(values) / max(len(values), 1)
+
+
+def describe(images: torch.Tensor, masks: torch.Tensor | None, features: torch.Tensor, test: torch.Tensor,
+             test_diversity: float, references: torch.Tensor | None, judge) -> dict[str, float]:
+    row = {"count": len(images), "precision": coverage(features, test),
+           # a manifold of k-NN balls needs more than k points (K = 1 reference sets have none)
+           "recall": coverage(test, features) if len(features) > NEIGHBOURS else None,
+           "diversity_vs_test": mean_pairwise(features) / test_diversity if len(features) > 1 else None,
+           "pixel_mean": float(images.float().mean()), "pixel_std": float(images.float().std()),
+           "clipped_share": float((images.abs() >= 0.999).float().mean())}
+    if references is not None:
+        row["nearest_reference_distance"] = float(torch.cdist(features, references).min(dim=1).values.mean())
+    if masks is not None:
+        row["mask_visibility"] = mask_visibility(images, masks)
+        row["mask_consistency_dice"] = mask_consistency(judge, images, masks)
+    return {key: round(value, 4) if isinstance(value, float) else value for key, value in row.items()
+            if value is not None}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="a benchmark's output folder (holds stage1_pairs/ and aligned/)")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/polyp"))
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--judge", type=Path, default=None,
+                        help="an exported source segmenter (default: RUN/run/source_segmenter/exported)")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    config = bench_config(args.preset)
+    sets = sorted(p.name for p in (args.run / "aligned").iterdir() if (p / "pairs_generated_masks").is_dir())
+    data = load_polyp(args.data, args.preset, reference_sets=tuple(sets))
+    judge = ExportedSegmenter.load(args.judge or args.run / "run" / "source_segmenter" / "exported", device="cpu")
+    test_features = deep_features(data.test.images)
+    test_diversity = mean_pairwise(test_features)
+    rows: dict[str, dict] = {}
+
+    def add(name: str, images: torch.Tensor, masks: torch.Tensor | None, references: torch.Tensor | None = None):
+        rows[name] = describe(images, masks, deep_features(images), test_features, test_diversity, references, judge)
+        print(name, json.dumps(rows[name]), flush=True)
+
+    add("target_test (real)", data.test.images, data.test.masks)
+    add("source_train (real)", data.source.images, data.source.masks)
+    stage1 = load_pairs(args.run / "stage1_pairs", config.data)
+    stage1_features = deep_features(stage1.images)
+    for name in sets:
+        reference_features = deep_features(data.references[name].images)
+        add(f"{name} references", data.references[name].images, None, reference_features)
+        rows[f"{name} stage1"] = describe(stage1.images, stage1.masks, stage1_features, test_features,
+                                          test_diversity, reference_features, judge)
+        print(f"{name} stage1", json.dumps(rows[f"{name} stage1"]), flush=True)
+        aligned = load_pairs(args.run / "aligned" / name / "pairs_generated_masks", config.data)
+        add(f"{name} aligned", aligned.images, aligned.masks, reference_features)
+    if args.out:
+        args.out.write_text(json.dumps({"run": str(args.run), "k_neighbours": NEIGHBOURS, "feature": "EL0 deep 1280-d",
+                                        "rows": rows}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
