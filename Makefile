@@ -33,8 +33,9 @@ system-deps:
 demo: $(STAMP)
 	$(VENV)/bin/alignflow demo --out runs/demo
 
+# Two test processes (one per core of the CI machine), whole files each: a module's shared fixtures are built once.
 test: $(STAMP) system-deps
-	$(PY) -m pytest -q Testing
+	$(PY) -m pytest -q -n 2 --dist loadfile Testing
 
 clean:
 	rm -rf $(VENV) runs

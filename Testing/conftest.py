@@ -13,7 +13,11 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One thread per test process, and for every process a test starts: `make test` runs two test processes on two
+# cores (pytest-xdist), and with more threads than cores OpenMP's waiting threads spin against each other (measured:
+# the CLI kill-and-resume test took 114 s instead of 22 s beside another test process).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 
 def _import_slicer_core_alone() -> None:

@@ -15,7 +15,6 @@ from AlignFlowLib.segmenter import (SEGMENTER_ARCHITECTURES, ExportedSegmenter, 
                                     predict_probs, summarize, train_segmenter)
 from AlignFlowLib.segmenter.train import augment_pairs, batch_composition
 
-torch.set_num_threads(1)
 CPU = torch.device("cpu")
 SIZE = 32
 

@@ -7,8 +7,9 @@ test frames and the references, without training anything:
   frames inside the generated images' manifold (coverage);
 - diversity: mean pairwise feature distance of a set over that of the test frames (1 = as varied as the target);
 - nearest-reference distance: mean distance of a set's images to their nearest reference (pull onto the K images);
-- mask visibility: mean |image inside the mask − image outside| per pair, the pair's contrast that a segmenter learns
-  from, against the same on the real test pairs; and the frozen source judge's Dice (mask consistency);
+- mask visibility: mean |image inside the mask − image in a 4-pixel ring around it| per pair, the lesion's local
+  contrast that a segmenter learns from, against the same on real pairs; and the frozen source judge's Dice on the
+  pairs (mask consistency);
 - pixel statistics: mean, standard deviation and share of pixels at the clip limits.
 
 The target test frames are read here to locate a gap, not to choose anything (bench/PROTOCOL.md).
@@ -24,6 +25,7 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from AlignFlowLib.bench.polyp import load_polyp  # noqa: E402
@@ -60,13 +62,16 @@ def mean_pairwise(features: torch.Tensor) -> float:
     return float(distances.sum() / (count * (count - 1)))
 
 
-def mask_visibility(images: torch.Tensor, masks: torch.Tensor) -> float:
-    """Mean over pairs with foreground and background of |mean inside − mean outside|, averaged over channels."""
+def mask_visibility(images: torch.Tensor, masks: torch.Tensor, ring_px: int = 4) -> float:
+    """Mean over pairs of |mean inside the mask − mean of the ring just outside it| (`ring_px` wide), averaged over
+    channels: the lesion's local contrast, which letterbox borders and the far background do not enter."""
     inside = masks > 0.5
+    grown = F.max_pool2d(inside.float(), 2 * ring_px + 1, stride=1, padding=ring_px) > 0.5
+    ring = grown & ~inside
     values = []
-    for image, region in zip(images.float(), inside[:, 0]):
-        if region.any() and (~region).any():
-            values.append(float((image[:, region].mean(1) - image[:, ~region].mean(1)).abs().mean()))
+    for image, region, around in zip(images.float(), inside[:, 0], ring[:, 0]):
+        if region.any() and around.any():
+            values.append(float((image[:, region].mean(1) - image[:, around].mean(1)).abs().mean()))
     return sum(values) / max(len(values), 1)
 
 

@@ -11,7 +11,7 @@ from ..data.folders import PairSet
 from ..device import to_device
 from ..events import EventCallback, ignore_events
 from ..models.velocity import VelocityUNet, drop_masks
-from .flow_matching import train_flow_model
+from .flow_matching import LossWeightFn, train_flow_model
 
 
 def random_flip(batch: torch.Tensor, *more: torch.Tensor, generator: torch.Generator):
@@ -52,11 +52,11 @@ def train_image_generator(pairs: PairSet, config: ImageGeneratorConfig, data_con
                             stage="image_generator", loss_weight=lesion_loss_weight(masks, config.mask_loss_weight))
 
 
-def lesion_loss_weight(masks: torch.Tensor, extra: float):
+def lesion_loss_weight(masks: torch.Tensor, extra: float) -> LossWeightFn | None:
     """Per-pixel weights 1 + extra inside the conditioning mask, 1 elsewhere and on dropped (unconditional) rows,
     divided by their mean over the training masks so the loss keeps its usual scale (gradient clipping sees the same
-    sizes). Why: a small generator spends its capacity on the large background and renders lesions faintly, so its
-    pairs teach a segmenter low-contrast lesions. None when extra is 0 (the plain mean, bit for bit)."""
+    sizes). Why: lesions are a small share of the pixels, and the CPU benchmark's small generator drew them with
+    half the local contrast of real pairs (bench/pair_diagnostics.py). None when extra is 0 (the plain mean)."""
     if extra <= 0:
         return None
     scale = 1.0 + extra * float((masks > 0.5).float().mean())
