@@ -67,10 +67,12 @@ run guidance-3.0 --set synthesis.sampler.guidance_scale=3.0 --set align.sampler.
 # An ablation, not a protocol choice.
 run mask-consistency-1.0 --set align.mask_consistency_weight=1.0
 # Lesion-weighted stage 1: the flow-matching error inside the conditioning mask counts 1 + 5.6 times. Why: the pairs'
-# lesion contrast (mean |inside − outside| of the mask; bench/pair_diagnostics.py) is 0.27 in stage 1's synthetic
-# pairs against 0.53 in the real source pairs. Guidance 1.5 raised it to 0.36 and lifted both synthetic methods;
-# guidance 3.0 raised it to 0.63 and lifted them no further, so contrast made at sampling time is not enough. This
-# changes what stage 1 learns at the lesion instead (an ablation, not a protocol choice).
+# lesion contrast (bench/pair_diagnostics.py) is lower in stage 1's synthetic pairs than in the real source pairs:
+# 0.27 against 0.53 as registered (mean |inside − everything outside the mask|), 0.20 against 0.31 against a 4-pixel
+# ring around the mask (the measure since, which leaves out letterbox borders). Guidance 1.5 raised it to the real
+# pairs' level (ring: 0.30) and lifted both synthetic methods; guidance 3.0 doubled it (0.61) and lifted them no
+# further. This changes what stage 1 learns at the lesion instead of pushing it at sampling time (an ablation, not a
+# protocol choice).
 # The weight is fixed by a source-only rule, before any result of it: lesion and background pixels of the source
 # training masks (13.2 % lesion at 96 px) weigh the same in total, (1 − 0.132) / 0.132 − 1 = 5.6. Stage 1's image
 # generator is retrained; the mask generator, the judge and the source-only jobs do not depend on it and are copied.
