@@ -240,3 +240,40 @@ def test_cancelling_the_worker_pool_stops_running_jobs_before_it_returns():
     assert time.monotonic() - started < 120
     with pytest.raises((CancelledByUser, CancelledError)):
         job.result(timeout=0)
+
+
+class _CutOff(Exception):
+    pass
+
+
+def test_a_cut_off_reference_set_alignment_resumes_from_its_set_folder(phantom_paths, tmp_path):
+    """The benchmark aligns each reference set into its own folder; a run cut off mid-alignment (here at step 3,
+    after the checkpoint at step 2) must continue from that folder's state and end where an uninterrupted one does."""
+    from AlignFlowLib import pipeline
+    from AlignFlowLib.bench.workers import align_reference_set
+    from AlignFlowLib.data.folders import load_pairs
+    from conftest import tiny_config
+
+    config = tiny_config(image_steps=20, mask_steps=10, align_steps=6, segmenter_steps=20)
+    run, config, _ = pipeline.start_run(tmp_path / "run", config, {"source": str(phantom_paths.source)}, resume=False)
+    pipeline.train_generators(run, CPU)
+    masks = load_pairs(phantom_paths.source, config.data).masks[:32]
+    straight = align_reference_set(run.root, phantom_paths.references, tmp_path / "straight", CPU, masks)
+
+    def cut_at_step_3(event: dict) -> None:
+        if event.get("stage") == "align" and event.get("step") == 3:
+            raise _CutOff
+
+    cut = tmp_path / "cut"
+    with pytest.raises(_CutOff):
+        align_reference_set(run.root, phantom_paths.references, cut, CPU, masks, on_event=cut_at_step_3)
+    assert load_checkpoint(cut / "align_state.pt")["step"] == 2 and not (cut / "align_summary.json").exists()
+    events: list[dict] = []
+    resumed = align_reference_set(run.root, phantom_paths.references, cut, CPU, masks, on_event=events.append)
+    assert [e["message"] for e in events if "resumed" in e.get("message", "")] == ["resumed from step 2"]
+    assert not (cut / "align_state.pt").exists()
+    assert json.loads((cut / "align_summary.json").read_text()) == resumed
+    assert (resumed["best_step"], resumed["eval_step"]) == (straight["best_step"], straight["eval_step"])
+    assert resumed["heldout_mmd"] == pytest.approx(straight["heldout_mmd"], rel=1e-5)
+    here, there = (load_checkpoint(folder / "aligned_generator.pt")["model"] for folder in (cut, tmp_path / "straight"))
+    assert all(torch.allclose(here[key], there[key], atol=1e-6) for key in here)
