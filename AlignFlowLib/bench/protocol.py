@@ -35,7 +35,7 @@ from ..atomic import write_json_atomic
 from ..checkpoint import load_checkpoint
 from ..config import RunConfig, SegmenterConfig, apply_overrides, from_dict, replace, to_dict
 from ..data.folders import ImageSet, PairSet, load_pairs, write_images, write_pairs
-from ..device import process_settings, set_compile, set_cpu_bf16
+from ..device import apply_process_settings, process_settings, set_compile, set_cpu_bf16
 from ..errors import RunFolderError, UsageError, choose
 from ..evaluation import compare_generators
 from ..events import EventCallback, StageProgress, ignore_events
@@ -332,7 +332,21 @@ def run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: torc
         resume: continue a cut-off benchmark in `out_dir` (finished jobs are kept).
         workers: processes (one per GPU on CUDA) that align each reference set and train the segmenter jobs,
             while this one trains stage 1, samples and scores the generators.
+
+    The preset's process-wide precision and compile choices hold only while it runs: a caller that trains next in
+    the same process gets its own back.
     """
+    saved = process_settings()
+    try:
+        return _run_benchmark(data, out_dir, preset_name, device, on_event, overrides, methods, reuse_stage1,
+                              reference_sets, resume, workers)
+    finally:
+        apply_process_settings(saved)
+
+
+def _run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: torch.device, on_event: EventCallback,
+                   overrides: tuple[str, ...], methods: tuple[str, ...] | None, reuse_stage1: Path | None,
+                   reference_sets: tuple[str, ...] | None, resume: bool, workers: int) -> dict[str, Any]:
     protocol, bench = load_protocol(), choose("benchmark preset", preset_name, BENCH_PRESETS)
     methods = tuple(methods or protocol["methods"])
     unknown = sorted(set(methods) - set(METHODS))
