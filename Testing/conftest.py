@@ -13,9 +13,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-# One thread per test process, and for every process a test starts: `make test` runs two test processes on two
-# cores (pytest-xdist), and with more threads than cores OpenMP's waiting threads spin against each other (measured:
-# the CLI kill-and-resume test took 114 s instead of 22 s beside another test process).
+# One thread per test process, and for the processes a test starts (a benchmark's worker pool sets its own count):
+# `make test` runs two test processes on two cores (pytest-xdist), and with more threads than cores OpenMP's waiting
+# threads spin against each other (measured: the CLI kill-and-resume test took 114 s instead of 22 s beside another
+# test process).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
 

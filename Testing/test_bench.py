@@ -279,9 +279,11 @@ def test_a_cut_off_reference_set_alignment_resumes_from_its_set_folder(phantom_p
     assert all(torch.allclose(here[key], there[key], atol=1e-6) for key in here)
 
 
-def test_a_presets_precision_choice_holds_only_while_it_runs(fake_polyp, tmp_path):
-    from AlignFlowLib.device import cpu_bf16_supported, process_settings
+def test_a_presets_precision_choice_holds_only_while_it_runs(fake_polyp, tmp_path, monkeypatch):
+    from AlignFlowLib import device
+    from AlignFlowLib.device import process_settings
 
+    monkeypatch.setattr(device, "cpu_bf16_supported", lambda: True)  # so the preset's choice shows on any CPU
     before = process_settings()
     seen: list[dict] = []
     out = tmp_path / "out"
@@ -290,5 +292,5 @@ def test_a_presets_precision_choice_holds_only_while_it_runs(fake_polyp, tmp_pat
     with pytest.raises(RunFolderError):
         run_polyp_benchmark(fake_polyp, out, "cpu", CPU, lambda event: seen.append(process_settings()),
                             reference_sets=("K10_seed0",))
-    assert seen and seen[0]["cpu_bf16"] is cpu_bf16_supported()  # the cpu preset opts in to bf16 while it runs
+    assert seen and seen[0]["cpu_bf16"] is True  # the cpu preset opts in to bf16 while it runs
     assert process_settings() == before and before["cpu_bf16"] is False

@@ -7,9 +7,10 @@ test frames and the references, without training anything:
   frames inside the generated images' manifold (coverage);
 - diversity: mean pairwise feature distance of a set over that of the test frames (1 = as varied as the target);
 - nearest-reference distance: mean distance of a set's images to their nearest reference (pull onto the K images);
-- mask visibility: mean |image inside the mask − image in a 4-pixel ring around it| per pair, the lesion's local
-  contrast that a segmenter learns from, against the same on real pairs; and the frozen source judge's Dice on the
-  pairs (mask consistency);
+- mask visibility: |mean of the image inside the mask − mean in a 4-pixel ring around it|, per channel, averaged
+  over channels and pairs: the lesion's local contrast that a segmenter learns from (the ring keeps letterbox
+  borders out unless a lesion lies within 4 pixels of them), against the same on real pairs; and the frozen source
+  judge's Dice on the pairs (mask consistency);
 - pixel statistics: mean, standard deviation and share of pixels at the clip limits.
 
 The target test frames are read here to locate a gap, not to choose anything (bench/PROTOCOL.md).

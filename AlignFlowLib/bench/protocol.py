@@ -36,7 +36,7 @@ from ..checkpoint import load_checkpoint
 from ..config import RunConfig, SegmenterConfig, apply_overrides, from_dict, replace, to_dict
 from ..data.folders import ImageSet, PairSet, load_pairs, write_images, write_pairs
 from ..device import apply_process_settings, process_settings, set_compile, set_cpu_bf16
-from ..errors import RunFolderError, UsageError, choose
+from ..errors import AlignFlowError, RunFolderError, UsageError, choose
 from ..evaluation import compare_generators
 from ..events import EventCallback, StageProgress, ignore_events
 from ..presets import DEFAULT, DEMO
@@ -177,7 +177,10 @@ def _reuse_stage1(run: RunFolder, earlier_out: Path, config: RunConfig) -> None:
         stored = load_checkpoint(source)
         wanted = getattr(config, kind)
         # Read back through the config class: a setting added since keeps its default, which is what trained it.
-        stored_config = from_dict(type(wanted), stored.get("config"))
+        try:
+            stored_config = from_dict(type(wanted), stored["config"])
+        except (KeyError, TypeError, AlignFlowError) as error:  # none stored, or settings this version lacks
+            raise RunFolderError(f"{kind} records no settings this version can compare ({error})", source) from error
         same_data = stored.get("meta", {}).get("image_size_px") == config.data.image_size_px
         if stored_config != wanted or stored.get("step") != wanted.num_steps or not same_data:
             raise RunFolderError(f"{kind} was trained with other settings than this preset; it cannot be reused",
