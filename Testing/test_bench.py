@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from AlignFlowLib.bench.pairs import draw_reference_sets, run_pairs_benchmark
+from AlignFlowLib.bench.pairs import draw_reference_sets
 from AlignFlowLib.bench.polyp import run_polyp_benchmark
 from AlignFlowLib.bench.protocol import load_protocol, summarize_method, win_checks
 from AlignFlowLib.bench.report import README_BEGIN, README_END, ablation_table, readme_section, readme_table

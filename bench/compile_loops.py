@@ -29,7 +29,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from AlignFlowLib.config import DataConfig, replace  # noqa: E402
+from AlignFlowLib.config import replace  # noqa: E402
 from AlignFlowLib.device import select_device, set_compile  # noqa: E402
 from AlignFlowLib.presets import DEFAULT  # noqa: E402
 from AlignFlowLib.segmenter.train import train_segmenter  # noqa: E402
