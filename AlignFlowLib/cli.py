@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma-separated subset of: " + ", ".join(BENCH_METHODS) + " (default: the protocol's)")
     bench.add_argument("--references", dest="reference_sets", default=None, metavar="K10_seed0,…",
                        help="polyp: comma-separated keys of splits.json target.references (default: the protocol's)")
+    bench.add_argument("--segmenter-seeds", type=int, default=None, metavar="N",
+                       help="segmenter seeds per method and reference set (default: the protocol's 3; the recipe "
+                            "check keeps 3); more seeds narrow only the seed part of an interval")
     bench.add_argument("--reuse-stage1", type=Path, default=None, metavar="BENCH_OUT",
                        help="polyp: reuse the stage-1 generators of an earlier benchmark output folder (same settings)")
     _common(bench)
@@ -393,12 +396,13 @@ def _command(args: argparse.Namespace, on_event) -> dict[str, Any]:
                     raise UsageError(f"bench pairs needs --{option}")
             results = run_pairs_benchmark(args.source, args.pool, args.test, out, args.preset, device, on_event,
                                           args.source_val, args.clusters, tuple(args.overrides), methods, args.resume,
-                                          args.workers)
+                                          args.workers, args.segmenter_seeds)
         else:
             from .bench.polyp import run_polyp_benchmark
 
             results = run_polyp_benchmark(args.data, out, args.preset, device, on_event, tuple(args.overrides),
-                                          methods, args.reuse_stage1, reference_sets, args.resume, args.workers)
+                                          methods, args.reuse_stage1, reference_sets, args.resume, args.workers,
+                                          args.segmenter_seeds)
         rows = method_rows(results) + paired_rows(results) + win_rows(results)
         on_event({"event": "log", "message": "\n" + "\n".join(" | ".join(str(c) for c in row) for row in rows)})
         return {"results": str(Path(out) / "results.json"), "wall_time_s": results["wall_time_s"]}
@@ -425,6 +429,8 @@ def _options_error(args: argparse.Namespace) -> AlignFlowError | None:
             resolve_config(args)
         elif args.command == "segmenter" and args.segmenter_command == "train":
             segmenter_train_config(args)
+        if args.command == "bench" and args.segmenter_seeds is not None and not 1 <= args.segmenter_seeds <= 1000:
+            raise UsageError(f"--segmenter-seeds {args.segmenter_seeds}: must be an integer from 1 to 1000")
         if args.command == "bench" and not 1 <= args.workers <= 1024:
             raise UsageError(f"--workers {args.workers}: must be an integer from 1 to 1024")
         _check_output(args)

@@ -14,8 +14,9 @@ from AlignFlowLib.bench.pairs import draw_reference_sets
 from AlignFlowLib.bench.polyp import run_polyp_benchmark
 from AlignFlowLib.bench.protocol import load_protocol, summarize_method, win_checks
 from AlignFlowLib.bench.report import README_BEGIN, README_END, ablation_table, readme_section, readme_table
-from AlignFlowLib.bench.stats import paired_difference
+from AlignFlowLib.bench.stats import interval_budget, paired_difference
 from AlignFlowLib.checkpoint import load_checkpoint
+from AlignFlowLib.config import SegmenterConfig
 from AlignFlowLib.cli import main
 from AlignFlowLib.data.folders import ImageSet, PairSet
 from AlignFlowLib.data.phantoms import write_phantom_dataset
@@ -124,11 +125,37 @@ def test_smoke_protocol_pairs_every_method_and_resumes(fake_polyp, tmp_path):
             assert mine["seed"] == theirs["seed"] and mine["mdice"] == pytest.approx(theirs["mdice"], abs=0.03)
     assert in_workers["methods"]["source_only"] == saved["methods"]["source_only"]
 
+    # More segmenter seeds on a finished run: only the new seed's jobs train; the recipe check keeps the preset's 2.
+    more = tmp_path / "results" / "smoke-more-seeds"
+    shutil.copytree(out, more)
+    (more / "results.json").unlink()
+    wider = run_polyp_benchmark(fake_polyp, more, "smoke", CPU, resume=True, segmenter_seeds=3,
+                                methods=("source_only", "stage1_synthetic", "alignflow"))
+    assert wider["segmenter_seeds"] == 3 and wider["recipe_check"] == saved["recipe_check"]
+    assert wider["methods"]["alignflow"]["by_k"]["K10"]["paired"]["stage1_synthetic"]["num_seeds"] == 3
+    assert len(list((more / "jobs" / "source_only" / "all").glob("seed5-*.json"))) == 1  # chosen recipe only
+    assert len(list((more / "jobs" / "source_only" / "all").glob("seed4-*.json"))) == 2  # both from the check
+    for mine, theirs in zip(wider["methods"]["alignflow"]["per_set"]["K10_seed0"]["runs"],
+                            saved["methods"]["alignflow"]["per_set"]["K10_seed0"]["runs"]):
+        assert mine == theirs  # seeds 3 and 4 read back, not retrained
+    assert wider["methods"]["alignflow"]["per_set"]["K10_seed0"]["runs"][-1]["seed"] == 5
+    assert "smoke-more-seeds | --segmenter-seeds 3" in ablation_table(tmp_path / "results")  # not the preset's 2
+    assert "smoke-more-seeds" not in readme_table(tmp_path / "results")
+
     # An ablation: stage 1 reused, one setting changed; kept out of the main README table.
+    # The judge is copied too when its recipe matches, read through the config class: a recipe recorded before a
+    # segmenter setting existed (here: one dropped, at its default) still matches.
+    judge_json = out / "run" / "source_segmenter" / "exported" / "model.json"
+    meta = json.loads(judge_json.read_text())
+    recipe = meta["training_summary"]["config"]
+    del recipe[next(key for key, value in recipe.items() if getattr(SegmenterConfig(), key) == value)]
+    judge_json.write_text(json.dumps(meta))
     ablation_out = tmp_path / "results" / "smoke-ablation"
-    ablation = run_polyp_benchmark(fake_polyp, ablation_out, "smoke", CPU, overrides=("align.anchor_weight=2",),
-                                   methods=("stage1_synthetic", "alignflow"), reuse_stage1=out,
-                                   reference_sets=("K10_seed0",))
+    ablation_events: list[dict] = []
+    ablation = run_polyp_benchmark(fake_polyp, ablation_out, "smoke", CPU, ablation_events.append,
+                                   overrides=("align.anchor_weight=2",), methods=("stage1_synthetic", "alignflow"),
+                                   reuse_stage1=out, reference_sets=("K10_seed0",))
+    assert not [e for e in ablation_events if e.get("stage") == "source_segmenter"]  # the judge was not retrained
     assert set(ablation["methods"]) == {"stage1_synthetic", "alignflow"}
     assert ablation["config"]["align"]["anchor_weight"] == 2.0 and ablation["reference_sets"] == ["K10_seed0"]
     assert ablation["wall_time_s"]["stage1"] < results["wall_time_s"]["stage1"]
@@ -185,6 +212,41 @@ def test_paired_bootstrap_known_answers():
     assert clustered.ci_high - clustered.ci_low > 2 * (frames.ci_high - frames.ci_low)
     with pytest.raises(ValueError):
         paired_difference(base, base[:, :2], clusters)
+
+
+def _layered_scores(sd_clusters: float, sd_sets: float, sd_seeds: float, sd_residual: float, seed: int = 0):
+    """(reference sets 6, seeds 8, images) differences built from known components; 2 images per cluster."""
+    rng = np.random.default_rng(seed)
+    num_c = 120
+    clusters = [f"seq{i // 2}" for i in range(2 * num_c)]
+    cells = (rng.normal(0, sd_clusters, num_c)[None, None, :] + rng.normal(0, sd_sets, (6, 1, 1))
+             + rng.normal(0, sd_seeds, (1, 8, 1)) + rng.normal(0, sd_residual, (6, 8, num_c)))
+    return np.repeat(cells, 2, axis=-1) + 1.0, clusters
+
+
+def test_interval_budget_recovers_known_components_and_its_floor():
+    diff, clusters = _layered_scores(sd_clusters=3.0, sd_sets=1.0, sd_seeds=2.0, sd_residual=1.0)
+    budget = interval_budget(diff, np.zeros_like(diff), clusters)
+    assert (budget.num_clusters, budget.num_reference_sets, budget.num_seeds) == (120, 6, 8)
+    assert budget.sd_clusters == pytest.approx(3.0, rel=0.2)
+    assert budget.sd_seeds == pytest.approx(2.0, rel=0.5)
+    assert budget.sd_reference_sets == pytest.approx(1.0, rel=0.6)
+    assert budget.sd_set_seed < 0.3 and budget.sd_residual == pytest.approx(1.0, rel=0.1)
+    # More seeds narrow the interval towards the floor that the clusters (and the sets) leave.
+    assert budget.half_width() > budget.half_width(num_seeds=24) > budget.half_width(10 ** 9, 10 ** 9)
+    assert budget.half_width(10 ** 9, 10 ** 9) == pytest.approx(budget.floor(), rel=1e-3)
+    assert budget.floor() == pytest.approx(1.959964 * budget.sd_clusters / np.sqrt(120))
+    assert budget.detectable_effect() == pytest.approx((1.959964 + 0.841621) * budget.standard_error(), rel=1e-5)
+    # Without a cluster effect the floor vanishes; without seed effects, so does that part.
+    flat, _ = _layered_scores(sd_clusters=0.0, sd_sets=1.0, sd_seeds=2.0, sd_residual=1.0, seed=1)
+    assert interval_budget(flat, np.zeros_like(flat), clusters).floor() < 0.05
+    seedless, _ = _layered_scores(sd_clusters=3.0, sd_sets=1.0, sd_seeds=0.0, sd_residual=1.0, seed=2)
+    assert interval_budget(seedless, np.zeros_like(seedless), clusters).sd_seeds < 0.3
+    # The normal approximation explains the bootstrap interval the protocol reports (same width within a third).
+    boot = paired_difference(diff, np.zeros_like(diff), clusters)
+    assert (boot.ci_high - boot.ci_low) / 2 == pytest.approx(budget.half_width(), rel=0.35)
+    with pytest.raises(ValueError):
+        interval_budget(diff[:, :, :10], np.zeros_like(diff[:, :, :10]), clusters)
 
 
 def test_summary_counts_reference_free_runs_once_and_win_rule_needs_the_interval():

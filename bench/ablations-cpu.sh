@@ -100,3 +100,20 @@ fi
 # Learning rate 10x the full fine-tune's (2e-4), the usual scale-up for adapters, fixed before any result; the
 # held-out-reference early stopping still chooses the step. An ablation, not a protocol choice.
 run lora-rank-4 --set align.adapter=lora --set align.lora_rank=4 --set align.learning_rate=2e-4
+# Nine segmenter seeds instead of three (seeds 3-11; the recipe check keeps 3), segmenters only. Why: a variance
+# decomposition of the main run's paired differences (bench/interval_budget.py) puts most of the width of the
+# alignment control's interval (AlignFlow − stage-1 at K = 10: ±6.1) in the test sequences themselves (between-
+# sequence SD 12.5 points, reference-set × seed SD about 0), and most of AlignFlow − source-only's in seeds. Registered
+# before the run: with 27 segmenters per method and K, AlignFlow − stage-1 at K = 10 stays at about ±5.7 (no seed
+# count can resolve a 3-point effect on these 19 sequences), while AlignFlow − source-only narrows (normal
+# approximation: ±5.5 → ±4.2 at K = 10, ±4.8 → ±3.7 at K = 5). Means may move; that is not what this tests.
+segmenter_only segmenter-seeds-9 --segmenter-seeds 9
+# Reward on deep features only (align.style_weight=0 instead of 4). Why: across the main run and all 12 ablations,
+# AlignFlow − stage-1 per test sequence falls with the sequence's mean brightness (Pearson r −0.87 at K = 10 in the
+# main run, −0.53 to −0.87 in every run; bench/interval_budget.py --data): stage-1 pairs (mean image brightness
+# 0.326, like Kvasir's 0.325) favour bright sequences, aligned pairs (0.29-0.30, towards the references' 0.29) dark
+# ones, and this between-sequence spread is what sets the interval's floor. The style term (channel means and
+# standard deviations of early layers, weighted 4 against the deep pooled features) is the part of the reward that
+# scores global colour and brightness. Registered before the run: with it off, the per-sequence brightness
+# correlation weakens; whether AlignFlow − stage-1 rises is what this tests. An ablation, not a protocol choice.
+run style-weight-0 --set align.style_weight=0

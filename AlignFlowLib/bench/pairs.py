@@ -55,7 +55,7 @@ def run_pairs_benchmark(source: Path, references: Path, test: Path, out_dir: Pat
                         device: torch.device, on_event: EventCallback = ignore_events, source_val: Path | None = None,
                         clusters: Path | None = None, overrides: tuple[str, ...] = (),
                         methods: tuple[str, ...] | None = None, resume: bool = False,
-                        workers: int = 1) -> dict[str, Any]:
+                        workers: int = 1, segmenter_seeds: int | None = None) -> dict[str, Any]:
     protocol = load_protocol()
     config = bench_config(preset_name, overrides)
     pool = load_references(Path(references), config.data)
@@ -69,4 +69,4 @@ def run_pairs_benchmark(source: Path, references: Path, test: Path, out_dir: Pat
                      test=test_pairs, test_clusters=read_clusters(clusters, test_pairs.names),
                      references=sets, source_dir=Path(source))
     return run_benchmark(data, out_dir, preset_name, device, on_event, overrides, methods, None, tuple(sets), resume,
-                         workers)
+                         workers, segmenter_seeds)

@@ -76,8 +76,8 @@ def run_polyp_benchmark(data_root: Path, out_dir: Path, preset_name: str, device
                         on_event: EventCallback = ignore_events, overrides: tuple[str, ...] = (),
                         methods: tuple[str, ...] | None = None, reuse_stage1: Path | None = None,
                         reference_sets: tuple[str, ...] | None = None, resume: bool = False,
-                        workers: int = 1) -> dict[str, Any]:
+                        workers: int = 1, segmenter_seeds: int | None = None) -> dict[str, Any]:
     """The protocol on the fixed polyp splits; see `protocol.run_benchmark` for the arguments."""
     data = load_polyp(data_root, preset_name, overrides, reference_sets)
     return run_benchmark(data, out_dir, preset_name, device, on_event, overrides, methods, reuse_stage1,
-                         tuple(data.references), resume, workers)
+                         tuple(data.references), resume, workers, segmenter_seeds)

@@ -190,8 +190,12 @@ def _reuse_stage1(run: RunFolder, earlier_out: Path, config: RunConfig) -> None:
     judge = Path(earlier_out) / "run" / "source_segmenter" / "exported"
     if (judge / "model.json").is_file():
         summary = json.loads((judge / "model.json").read_text()).get("training_summary", {})
-        wanted = to_dict(replace(config.segmenter, strong_augment=True))
-        if json.dumps(summary.get("config"), sort_keys=True) == json.dumps(wanted, sort_keys=True):
+        wanted_judge = replace(config.segmenter, strong_augment=True)
+        try:  # through the config class too, so a segmenter setting added since does not retrain the judge
+            same_recipe = from_dict(type(wanted_judge), summary["config"]) == wanted_judge
+        except (KeyError, TypeError, AlignFlowError):  # no recipe recorded, or one this version cannot read
+            same_recipe = False
+        if same_recipe:
             shutil.copytree(judge, run.source_segmenter / "exported", dirs_exist_ok=True)
 
 
@@ -324,7 +328,7 @@ def run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: torc
                   on_event: EventCallback = ignore_events, overrides: tuple[str, ...] = (),
                   methods: tuple[str, ...] | None = None, reuse_stage1: Path | None = None,
                   reference_sets: tuple[str, ...] | None = None, resume: bool = False,
-                  workers: int = 1) -> dict[str, Any]:
+                  workers: int = 1, segmenter_seeds: int | None = None) -> dict[str, Any]:
     """Run the protocol; writes results.json, per_image_dice.json and report.html in `out_dir`.
 
     Args:
@@ -333,6 +337,9 @@ def run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: torc
         reuse_stage1: an earlier benchmark output folder whose stage-1 generators (same settings) are reused.
         reference_sets: a subset of `data.references` (default: the preset's, else all).
         resume: continue a cut-off benchmark in `out_dir` (finished jobs are kept).
+        segmenter_seeds: segmenter seeds per method and reference set (default: the preset's, else the protocol's);
+            more seeds narrow only the part of an interval that comes from seeds. The recipe check keeps the
+            protocol's count, so the recipe cannot change with it.
         workers: processes (one per GPU on CUDA) that align each reference set and train the segmenter jobs,
             while this one trains stage 1, samples and scores the generators.
 
@@ -342,14 +349,15 @@ def run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: torc
     saved = process_settings()
     try:
         return _run_benchmark(data, out_dir, preset_name, device, on_event, overrides, methods, reuse_stage1,
-                              reference_sets, resume, workers)
+                              reference_sets, resume, workers, segmenter_seeds)
     finally:
         apply_process_settings(saved)
 
 
 def _run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: torch.device, on_event: EventCallback,
                    overrides: tuple[str, ...], methods: tuple[str, ...] | None, reuse_stage1: Path | None,
-                   reference_sets: tuple[str, ...] | None, resume: bool, workers: int) -> dict[str, Any]:
+                   reference_sets: tuple[str, ...] | None, resume: bool, workers: int,
+                   segmenter_seeds: int | None) -> dict[str, Any]:
     protocol, bench = load_protocol(), choose("benchmark preset", preset_name, BENCH_PRESETS)
     methods = tuple(methods or protocol["methods"])
     unknown = sorted(set(methods) - set(METHODS))
@@ -362,7 +370,10 @@ def _run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: tor
     missing = sorted(set(reference_sets) - set(data.references))
     if missing:
         raise UsageError(f"no reference set(s) {', '.join(missing)}; available: {', '.join(sorted(data.references))}")
-    seeds = bench.segmenter_seeds or protocol["segmenter_seeds"]
+    check_seeds = bench.segmenter_seeds or protocol["segmenter_seeds"]
+    seeds = segmenter_seeds or check_seeds
+    if seeds < 1:
+        raise UsageError(f"segmenter seeds {seeds}: must be at least 1")
     count = protocol["num_synthetic"][bench.num_synthetic_key]
     bf16 = set_cpu_bf16(bench.cpu_bf16) if device.type == "cpu" else False
     if bench.compile_on_cuda and device.type == "cuda":
@@ -406,7 +417,7 @@ def _run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: tor
         if data.source_val is not None and len(data.source_val):
             candidates = {"preferred": config.segmenter,
                           "alternative": apply_overrides(config, tuple(rule["alternative"])).segmenter}
-            checks = {name: [jobs.run("source_only", "all", candidate, offset) for offset in range(seeds)]
+            checks = {name: [jobs.run("source_only", "all", candidate, offset) for offset in range(check_seeds)]
                       for name, candidate in candidates.items()}
             val = {name: statistics.fmean(f.result()["source_val_mdice"] for f in futures)
                    for name, futures in checks.items()}

@@ -101,8 +101,18 @@ def _example_sections(results: dict[str, Any], examples: dict[str, dict]) -> lis
     return sections
 
 
+def _changes(results: dict[str, Any]) -> list[str]:
+    """What the run changed against its preset and the protocol: `--set` overrides and a different seed count."""
+    from .protocol import BENCH_PRESETS, load_protocol  # protocol imports this module
+
+    preset = BENCH_PRESETS.get(results.get("preset", ""))
+    default_seeds = (preset and preset.segmenter_seeds) or load_protocol()["segmenter_seeds"]
+    seeds = results.get("segmenter_seeds", default_seeds)
+    return list(results.get("overrides", [])) + ([f"--segmenter-seeds {seeds}"] if seeds != default_seeds else [])
+
+
 def _setup_text(results: dict[str, Any]) -> str:
-    overrides = ", ".join(results.get("overrides", [])) or "none"
+    overrides = ", ".join(_changes(results)) or "none"
     return (f"preset `{results['preset']}` ({results['description']}), device {results['device']}"
             f"{', CPU bf16 autocast' if results.get('cpu_bf16') else ''}"
             f"{', torch.compile' if results.get('compiled') else ''}, commit {results['commit'][:12]}, "
@@ -151,7 +161,7 @@ def _markdown(rows: list[list[Any]], header: list[str]) -> list[str]:
 
 
 def _is_ablation(results: dict[str, Any]) -> bool:
-    return bool(results.get("overrides") or results.get("stage1_reused_from"))
+    return bool(_changes(results) or results.get("stage1_reused_from"))
 
 
 def readme_table(results_dir: Path) -> str:
@@ -184,7 +194,7 @@ def ablation_table(results_dir: Path) -> str:
         for k, scores in sorted(results["methods"].get("alignflow", {}).get("by_k", {}).items(), key=_k_order):
             d = scores.get("paired", {}).get("stage1_synthetic")
             control = f"{_points(d['mean_diff'])} [{_points(d['ci_low'])}, {_points(d['ci_high'])}]" if d else "–"
-            rows.append([path.parent.name, ", ".join(results.get("overrides", [])) or "none", k,
+            rows.append([path.parent.name, ", ".join(_changes(results)) or "none", k,
                          f"{100 * scores['mdice_mean']:.1f} ± {100 * scores['mdice_std']:.1f}", control])
     if not rows:
         return "(no ablations yet)"
