@@ -117,6 +117,18 @@ segmenter_only segmenter-seeds-9 --segmenter-seeds 9
 # scores global colour and brightness. Registered before the run: with it off, the per-sequence brightness
 # correlation weakens; whether AlignFlow − stage-1 rises is what this tests. An ablation, not a protocol choice.
 run style-weight-0 --set align.style_weight=0
+# Its confirmation at K = 5 and K = 1, which did not motivate it. At K = 10 it gave AlignFlow − stage-1 +2.5
+# [−2.8, +8.2] and the per-sequence brightness correlation fell to −0.18 (from −0.87). Registered before this
+# continuation: at K = 5 AlignFlow − stage-1 is ≥ 0 and |r| < 0.5. The same output folder continues, so the stage-1
+# control and the K = 10 jobs are read back, not retrained; its results.json then holds all three K.
+out=bench/results/cpu-ablation-style-weight-0
+if ! grep -q '"K5_seed0"' "$out/results.json"; then
+  "$PY" -m AlignFlowLib.cli bench polyp --data ../shared/data/polyp --preset cpu --device cpu --out "$out" --resume \
+    --set align.style_weight=0 --methods stage1_synthetic,alignflow --progress jsonl \
+    --references K10_seed0,K10_seed1,K10_seed2,K5_seed0,K5_seed1,K5_seed2,K1_seed0,K1_seed1,K1_seed2 \
+    >> /tmp/ablation-style-weight-0.jsonl
+  echo "done style-weight-0 at K = 5 and K = 1"
+fi
 # No source anchor in alignment (align.anchor_weight=0 instead of 0.5): the review's point that the stage-1
 # flow-matching term on source pairs pulls against the reward, the one point of its list not yet run on this CPU
 # design. Registered before the run: the aligned images move further towards the references (lower KID-EL0 than
