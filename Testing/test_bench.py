@@ -356,3 +356,11 @@ def test_a_presets_precision_choice_holds_only_while_it_runs(fake_polyp, tmp_pat
                             reference_sets=("K10_seed0",))
     assert seen and seen[0]["cpu_bf16"] is True  # the cpu preset opts in to bf16 while it runs
     assert process_settings() == before and before["cpu_bf16"] is False
+
+
+def test_segmenter_seed_count_must_be_positive(fake_polyp, tmp_path):
+    with pytest.raises(UsageError, match="segmenter seeds 0"):
+        run_polyp_benchmark(fake_polyp, tmp_path / "out", "smoke", CPU, segmenter_seeds=0)
+    assert not (tmp_path / "out").exists()
+    assert main(["bench", "polyp", "--data", str(fake_polyp), "--out", str(tmp_path / "cli"),
+                 "--segmenter-seeds", "0"]) == 2

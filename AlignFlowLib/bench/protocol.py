@@ -339,7 +339,7 @@ def run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: torc
         resume: continue a cut-off benchmark in `out_dir` (finished jobs are kept).
         segmenter_seeds: segmenter seeds per method and reference set (default: the preset's, else the protocol's);
             more seeds narrow only the part of an interval that comes from seeds. The recipe check keeps the
-            protocol's count, so the recipe cannot change with it.
+            default count, so the recipe cannot change with it.
         workers: processes (one per GPU on CUDA) that align each reference set and train the segmenter jobs,
             while this one trains stage 1, samples and scores the generators.
 
@@ -371,7 +371,7 @@ def _run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: tor
     if missing:
         raise UsageError(f"no reference set(s) {', '.join(missing)}; available: {', '.join(sorted(data.references))}")
     check_seeds = bench.segmenter_seeds or protocol["segmenter_seeds"]
-    seeds = segmenter_seeds or check_seeds
+    seeds = check_seeds if segmenter_seeds is None else segmenter_seeds
     if seeds < 1:
         raise UsageError(f"segmenter seeds {seeds}: must be at least 1")
     count = protocol["num_synthetic"][bench.num_synthetic_key]
