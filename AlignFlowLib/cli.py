@@ -153,8 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--references", dest="reference_sets", default=None, metavar="K10_seed0,…",
                        help="polyp: comma-separated keys of splits.json target.references (default: the protocol's)")
     bench.add_argument("--segmenter-seeds", type=int, default=None, metavar="N",
-                       help="segmenter seeds per method and reference set (default: the protocol's 3; the recipe "
-                            "check keeps 3); more seeds narrow only the seed part of an interval")
+                       help="segmenter seeds per method and reference set (default: the preset's, else the "
+                            "protocol's 3; the recipe check keeps the default); more seeds narrow only the seed part "
+                            "of an interval")
     bench.add_argument("--reuse-stage1", type=Path, default=None, metavar="BENCH_OUT",
                        help="polyp: reuse the stage-1 generators of an earlier benchmark output folder (same settings)")
     _common(bench)

@@ -214,39 +214,50 @@ def test_paired_bootstrap_known_answers():
         paired_difference(base, base[:, :2], clusters)
 
 
-def _layered_scores(sd_clusters: float, sd_sets: float, sd_seeds: float, sd_residual: float, seed: int = 0):
+def _layered_scores(sd_clusters: float, sd_sets: float, sd_seeds: float, sd_residual: float, seed: int = 0,
+                    sd_set_seed: float = 0.0, num_clusters: int = 120):
     """(reference sets 6, seeds 8, images) differences built from known components; 2 images per cluster."""
     rng = np.random.default_rng(seed)
-    num_c = 120
-    clusters = [f"seq{i // 2}" for i in range(2 * num_c)]
-    cells = (rng.normal(0, sd_clusters, num_c)[None, None, :] + rng.normal(0, sd_sets, (6, 1, 1))
-             + rng.normal(0, sd_seeds, (1, 8, 1)) + rng.normal(0, sd_residual, (6, 8, num_c)))
+    clusters = [f"seq{i // 2}" for i in range(2 * num_clusters)]
+    cells = (rng.normal(0, sd_clusters, num_clusters)[None, None, :] + rng.normal(0, sd_sets, (6, 1, 1))
+             + rng.normal(0, sd_seeds, (1, 8, 1)) + rng.normal(0, sd_set_seed, (6, 8, 1))
+             + rng.normal(0, sd_residual, (6, 8, num_clusters)))
     return np.repeat(cells, 2, axis=-1) + 1.0, clusters
 
 
 def test_interval_budget_recovers_known_components_and_its_floor():
-    diff, clusters = _layered_scores(sd_clusters=3.0, sd_sets=1.0, sd_seeds=2.0, sd_residual=1.0)
+    diff, clusters = _layered_scores(sd_clusters=3.0, sd_sets=1.0, sd_seeds=2.0, sd_residual=1.0, sd_set_seed=2.0)
     budget = interval_budget(diff, np.zeros_like(diff), clusters)
     assert (budget.num_clusters, budget.num_reference_sets, budget.num_seeds) == (120, 6, 8)
     assert budget.sd_clusters == pytest.approx(3.0, rel=0.2)
     assert budget.sd_seeds == pytest.approx(2.0, rel=0.5)
     assert budget.sd_reference_sets == pytest.approx(1.0, rel=0.6)
-    assert budget.sd_set_seed < 0.3 and budget.sd_residual == pytest.approx(1.0, rel=0.1)
-    # More seeds narrow the interval towards the floor that the clusters (and the sets) leave.
+    assert budget.sd_set_seed == pytest.approx(2.0, rel=0.3) and budget.sd_residual == pytest.approx(1.0, rel=0.1)
+    # More seeds narrow the interval towards the floor that the clusters leave once sets are many too.
     assert budget.half_width() > budget.half_width(num_seeds=24) > budget.half_width(10 ** 9, 10 ** 9)
     assert budget.half_width(10 ** 9, 10 ** 9) == pytest.approx(budget.floor(), rel=1e-3)
-    assert budget.floor() == pytest.approx(1.959964 * budget.sd_clusters / np.sqrt(120))
-    assert budget.detectable_effect() == pytest.approx((1.959964 + 0.841621) * budget.standard_error(), rel=1e-5)
-    # Without a cluster effect the floor vanishes; without seed effects, so does that part.
-    flat, _ = _layered_scores(sd_clusters=0.0, sd_sets=1.0, sd_seeds=2.0, sd_residual=1.0, seed=1)
-    assert interval_budget(flat, np.zeros_like(flat), clusters).floor() < 0.05
-    seedless, _ = _layered_scores(sd_clusters=3.0, sd_sets=1.0, sd_seeds=0.0, sd_residual=1.0, seed=2)
-    assert interval_budget(seedless, np.zeros_like(seedless), clusters).sd_seeds < 0.3
+    assert budget.detectable_effect() > budget.half_width()  # 80 % power asks for more than the half-width
     # The normal approximation explains the bootstrap interval the protocol reports (same width within a third).
     boot = paired_difference(diff, np.zeros_like(diff), clusters)
     assert (boot.ci_high - boot.ci_low) / 2 == pytest.approx(budget.half_width(), rel=0.35)
     with pytest.raises(ValueError):
         interval_budget(diff[:, :, :10], np.zeros_like(diff[:, :, :10]), clusters)
+    with pytest.raises(ValueError):
+        interval_budget(diff, np.zeros_like(diff[:, :4]), clusters)
+
+
+def test_interval_budget_does_not_mistake_noise_for_structure():
+    # Only per-image noise (SD 10): with many clusters, its share of the cluster mean square is taken out ...
+    noise, clusters = _layered_scores(0.0, 0.0, 0.0, sd_residual=10.0, seed=3, num_clusters=200)
+    budget = interval_budget(noise, np.zeros_like(noise), clusters)
+    assert budget.sd_residual == pytest.approx(10.0, rel=0.05)
+    assert budget.sd_clusters < 1.0 and budget.floor() < 0.15  # without the correction: SD 1.4
+    # ... and with few clusters each segmenter's mean carries noise/clusters, which is not a set × seed effect.
+    few, few_clusters = _layered_scores(0.0, 0.0, 0.0, sd_residual=10.0, seed=3, num_clusters=20)
+    assert interval_budget(few, np.zeros_like(few), few_clusters).sd_set_seed < 1.5  # without it: 2.2
+    # No seed effect planted: none found.
+    seedless, seedless_clusters = _layered_scores(sd_clusters=3.0, sd_sets=1.0, sd_seeds=0.0, sd_residual=1.0, seed=2)
+    assert interval_budget(seedless, np.zeros_like(seedless), seedless_clusters).sd_seeds < 0.3
 
 
 def test_summary_counts_reference_free_runs_once_and_win_rule_needs_the_interval():

@@ -16,18 +16,19 @@ SPEC.loader.exec_module(budget_script)
 
 def test_sequence_effects_that_follow_brightness_are_found(tmp_path):
     rng = np.random.default_rng(0)
-    names = [f"f{i:03d}" for i in range(60)]
-    clusters = [f"seq{i // 6}" for i in range(60)]                    # 10 sequences of 6 frames
-    level = {f"seq{c}": 40 + 18 * c for c in range(10)}                # each sequence its own brightness
+    names = [f"f{i:03d}" for i in range(72)]
+    # 12 sequences of 6 frames, listed shuffled: "seq10" sorts before "seq2", so an order mix-up would show.
+    clusters = list(rng.permutation([f"seq{i // 6}" for i in range(72)]))
+    level = {f"seq{c}": 40 + 15 * c for c in range(12)}                # each sequence its own brightness
     images = tmp_path / "test_images"
     images.mkdir()
     for name, cluster in zip(names, clusters):
         Image.fromarray(np.full((20, 24, 3), level[cluster], np.uint8)).save(images / f"{name}.png")
     # AlignFlow's gain falls with brightness (planted), plus seed noise; stage 1 and source only are flat.
     gain = np.array([0.2 - 0.002 * level[c] for c in clusters])
-    base = {"3": [0.5] * 60, "4": [0.5] * 60, "5": [0.5] * 60}
+    base = {"3": [0.5] * 72, "4": [0.5] * 72, "5": [0.5] * 72}
     dice = {"source_only": {"all": base}, "stage1_synthetic": {"all": base}, "alignflow": {
-        f"K10_seed{r}": {s: list(0.5 + gain + rng.normal(0, 0.01, 60)) for s in base} for r in range(3)}}
+        f"K10_seed{r}": {s: list(0.5 + gain + rng.normal(0, 0.01, 72)) for s in base} for r in range(3)}}
     run = tmp_path / "run"
     run.mkdir()
     (run / "per_image_dice.json").write_text(json.dumps({"test_names": names, "clusters": clusters, "dice": dice}))
@@ -40,6 +41,7 @@ def test_sequence_effects_that_follow_brightness_are_found(tmp_path):
     assert row["brightness_correlation"] < -0.95
     assert set(row["sequences"]) == set(level)
     brightest = max(row["sequences"].values(), key=lambda entry: entry["brightness"])
-    assert brightest["mean_diff"] == pytest.approx(100 * (0.2 - 0.002 * 202), abs=1.0)
+    assert brightest["mean_diff"] == pytest.approx(100 * (0.2 - 0.002 * 205), abs=1.0)
+    assert row["sequences"]["seq2"]["mean_diff"] == pytest.approx(100 * (0.2 - 0.002 * 70), abs=1.0)
     assert "source_only" in result["K10"]
     assert "brightness_correlation" not in budget_script.budget_of_run(run)["K10"]["stage1_synthetic"]

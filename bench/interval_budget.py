@@ -69,7 +69,12 @@ def budget_of_run(run_dir: Path, test_images: Path | None = None) -> dict:
             if theirs.shape != mine.shape:
                 continue
             a, b = 100 * mine, 100 * theirs
-            boot, parts = paired_difference(a, b, clusters), interval_budget(a, b, clusters)
+            try:
+                parts = interval_budget(a, b, clusters)
+            except ValueError as error:  # e.g. one reference set or one seed: no components to separate
+                print(f"{run_dir.name} {k} AlignFlow − {other}: skipped ({error})", file=sys.stderr)
+                continue
+            boot = paired_difference(a, b, clusters)
             many = 10 ** 9
             out.setdefault(k, {})[other] = {
                 "mean_diff": boot.mean_diff, "ci_low": boot.ci_low, "ci_high": boot.ci_high,

@@ -191,9 +191,10 @@ def _reuse_stage1(run: RunFolder, earlier_out: Path, config: RunConfig) -> None:
     if (judge / "model.json").is_file():
         summary = json.loads((judge / "model.json").read_text()).get("training_summary", {})
         wanted_judge = replace(config.segmenter, strong_augment=True)
-        try:  # through the config class too, so a segmenter setting added since does not retrain the judge
-            same_recipe = from_dict(type(wanted_judge), summary["config"]) == wanted_judge
-        except (KeyError, TypeError, AlignFlowError):  # no recipe recorded, or one this version cannot read
+        recorded = summary.get("config")
+        try:  # through the config class, so a segmenter setting added since does not retrain the judge
+            same_recipe = recorded is not None and from_dict(type(wanted_judge), recorded) == wanted_judge
+        except (KeyError, TypeError, AlignFlowError):  # a recipe this version cannot read
             same_recipe = False
         if same_recipe:
             shutil.copytree(judge, run.source_segmenter / "exported", dirs_exist_ok=True)

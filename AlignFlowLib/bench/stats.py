@@ -125,7 +125,10 @@ def interval_budget(a: np.ndarray, b: np.ndarray, clusters: Sequence[str]) -> In
     (set, seed) × clusters with each cell the mean difference over one cluster's images, then the segmenters' means
     as sets × seeds. Clusters count equally here, while the point estimate weighs them by their image counts, so
     this explains an interval rather than reproducing it."""
-    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"expected two (reference sets, seeds, images) arrays of one shape, got {a.shape}, {b.shape}")
+    diff = a - b
     if diff.ndim != 3 or diff.shape[-1] != len(clusters):
         raise ValueError(f"expected (reference sets, seeds, images) arrays with {len(clusters)} images, "
                          f"got {diff.shape}")
