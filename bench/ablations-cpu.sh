@@ -110,7 +110,7 @@ run lora-rank-4 --set align.adapter=lora --set align.lora_rank=4 --set align.lea
 segmenter_only segmenter-seeds-9 --segmenter-seeds 9
 # Reward on deep features only (align.style_weight=0 instead of 4). Why: across the main run and all 12 ablations,
 # AlignFlow − stage-1 per test sequence falls with the sequence's mean brightness (Pearson r −0.87 at K = 10 in the
-# main run, −0.53 to −0.87 in every run; bench/interval_budget.py --data): stage-1 pairs (mean image brightness
+# main run, −0.53 to −0.87 in every run; bench/interval_budget.py --test-images): stage-1 pairs (mean image brightness
 # 0.326, like Kvasir's 0.325) favour bright sequences, aligned pairs (0.29-0.30, towards the references' 0.29) dark
 # ones, and this between-sequence spread is what sets the interval's floor. The style term (channel means and
 # standard deviations of early layers, weighted 4 against the deep pooled features) is the part of the reward that
