@@ -136,3 +136,15 @@ fi
 # to rise, since moving further towards the references' mean is what loses on bright sequences. An ablation, not a
 # protocol choice.
 run anchor-weight-0 --set align.anchor_weight=0
+# The deep-feature reward with nine segmenter seeds (3-11), segmenters only, on a copy of its folder (same aligned
+# generators and pairs), with source-only beside it. Registered before the run, from the decomposition of the
+# three-seed run (bench/results/interval-budget.json, "half_width_3x_seeds"): AlignFlow − stage-1 narrows to about
+# ±4.6 at K = 10 and ±2.8 at K = 5. The means are what this measures more precisely; they may move either way.
+out=bench/results/cpu-ablation-style-weight-0-seeds-9
+if [ ! -f "$out/results.json" ]; then
+  [ -d "$out" ] || { cp -r bench/results/cpu-ablation-style-weight-0 "$out" && rm -f "$out/results.json" "$out/per_image_dice.json"; }
+  "$PY" -m AlignFlowLib.cli bench polyp --data ../shared/data/polyp --preset cpu --device cpu --out "$out" --resume \
+    --set align.style_weight=0 --segmenter-seeds 9 --methods source_only,stage1_synthetic,alignflow --progress jsonl \
+    --references K10_seed0,K10_seed1,K10_seed2,K5_seed0,K5_seed1,K5_seed2 >> /tmp/ablation-style-weight-0-seeds-9.jsonl
+  echo "done style-weight-0-seeds-9"
+fi
