@@ -12,16 +12,9 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from AlignFlowLib.bench.protocol import stored_dice_array  # noqa: E402
 from AlignFlowLib.bench.stats import paired_difference  # noqa: E402
-
-
-def _scores(run: dict, method: str, sets: list[str], seeds: list[str]) -> np.ndarray:
-    """(sets, seeds, images) per-image Dice; a reference-free method ("all") is repeated over the sets."""
-    per_set = run["dice"][method]
-    return np.array([[per_set["all" if "all" in per_set else name][seed] for seed in seeds] for name in sets])
 
 
 def main() -> int:
@@ -40,7 +33,8 @@ def main() -> int:
         if a_run["test_names"] != b_run["test_names"] or a_run["clusters"] != b_run["clusters"]:
             raise SystemExit(f"error: {a_dir} and {b_dir} were scored on different test images")
         seeds = sorted(set(next(iter(a_run["dice"][a_method].values()))), key=int)
-        a, b = _scores(a_run, a_method, sets, seeds), _scores(b_run, b_method, sets, seeds)
+        a = stored_dice_array(a_run, a_method, sets, seeds)
+        b = stored_dice_array(b_run, b_method, sets, seeds)
         diff = paired_difference(a, b, a_run["clusters"])
         name = f"{a_spec} - {b_spec}"
         result[name] = {"mean_diff": diff.mean_diff, "ci_low": diff.ci_low, "ci_high": diff.ci_high,

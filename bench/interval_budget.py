@@ -24,18 +24,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from AlignFlowLib.bench.protocol import stored_dice_array  # noqa: E402
 from AlignFlowLib.bench.stats import cluster_sums, interval_budget, paired_difference  # noqa: E402
 from AlignFlowLib.config import DataConfig  # noqa: E402
 from AlignFlowLib.data.folders import load_references  # noqa: E402
 
 COMPARISONS = ("stage1_synthetic", "source_only")
-
-
-def _scores(dice: dict, method: str, sets: list[str]) -> np.ndarray:
-    """(sets, seeds, images); a reference-free method ("all") is repeated over the sets."""
-    per_set = dice[method]
-    seeds = sorted(next(iter(per_set.values())), key=int)
-    return np.array([[per_set["all" if "all" in per_set else name][seed] for seed in seeds] for name in sets])
 
 
 @functools.lru_cache(maxsize=4)
@@ -61,11 +55,11 @@ def budget_of_run(run_dir: Path, test_images: Path | None = None) -> dict:
     out: dict = {}
     for k, sets in sorted(by_k.items(), key=lambda item: -int(item[0][1:])):
         sets = sorted(sets)
-        mine = _scores(dice, "alignflow", sets)
+        mine = stored_dice_array(scores, "alignflow", sets)
         for other in COMPARISONS:
             if other not in dice:
                 continue
-            theirs = _scores(dice, other, sets)
+            theirs = stored_dice_array(scores, other, sets)
             if theirs.shape != mine.shape:
                 continue
             a, b = 100 * mine, 100 * theirs

@@ -249,6 +249,22 @@ def summarize_method(jobs: dict[str, list[dict]]) -> dict[str, Any]:
                 "num_runs": len(runs)} for k, runs in by_k.items()}
 
 
+def stored_dice_array(per_image: dict, method: str, set_names: list[str],
+                      seeds: list[str] | None = None) -> np.ndarray:
+    """(reference sets, seeds, images) from a per_image_dice.json's contents; a reference-free method ("all") is
+    repeated over the sets. Seeds default to the method's own, sorted by number."""
+    per_set = per_image["dice"][method]
+    seeds = seeds or sorted(next(iter(per_set.values())), key=int)
+    return np.array([[per_set["all" if "all" in per_set else name][seed] for seed in seeds] for name in set_names])
+
+
+def default_segmenter_seeds(preset_name: str) -> int:
+    """The preset's segmenter seed count, else the protocol's: what the recipe check uses and what is not an
+    ablation."""
+    preset = BENCH_PRESETS.get(preset_name)
+    return (preset and preset.segmenter_seeds) or load_protocol()["segmenter_seeds"]
+
+
 def _dice_array(jobs: dict[str, list[dict]], set_names: list[str]) -> np.ndarray:
     """(reference sets, seeds, images) per-image Dice, seeds sorted so that seed s meets seed s."""
     return np.array([[run["dice"] for run in sorted(jobs[name], key=lambda r: r["seed"])] for name in set_names])
@@ -371,7 +387,7 @@ def _run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: tor
     missing = sorted(set(reference_sets) - set(data.references))
     if missing:
         raise UsageError(f"no reference set(s) {', '.join(missing)}; available: {', '.join(sorted(data.references))}")
-    check_seeds = bench.segmenter_seeds or protocol["segmenter_seeds"]
+    check_seeds = default_segmenter_seeds(preset_name)
     seeds = check_seeds if segmenter_seeds is None else segmenter_seeds
     if seeds < 1:
         raise UsageError(f"segmenter seeds {seeds}: must be at least 1")

@@ -103,10 +103,9 @@ def _example_sections(results: dict[str, Any], examples: dict[str, dict]) -> lis
 
 def _changes(results: dict[str, Any]) -> list[str]:
     """What the run changed against its preset and the protocol: `--set` overrides and a different seed count."""
-    from .protocol import BENCH_PRESETS, load_protocol  # protocol imports this module
+    from .protocol import default_segmenter_seeds  # protocol imports this module
 
-    preset = BENCH_PRESETS.get(results.get("preset", ""))
-    default_seeds = (preset and preset.segmenter_seeds) or load_protocol()["segmenter_seeds"]
+    default_seeds = default_segmenter_seeds(results.get("preset", ""))
     seeds = results.get("segmenter_seeds", default_seeds)
     return list(results.get("overrides", [])) + ([f"--segmenter-seeds {seeds}"] if seeds != default_seeds else [])
 
