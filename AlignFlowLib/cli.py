@@ -151,13 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--methods", default=None,
                        help="comma-separated subset of: " + ", ".join(BENCH_METHODS) + " (default: the protocol's)")
     bench.add_argument("--references", dest="reference_sets", default=None, metavar="K10_seed0,…",
-                       help="polyp: comma-separated keys of splits.json target.references (default: the protocol's)")
+                       help="comma-separated reference sets, e.g. K10_seed0 (polyp: keys of splits.json target.references; "
+                            "pairs: the sets drawn from --pool) (default: the protocol's)")
     bench.add_argument("--segmenter-seeds", type=int, default=None, metavar="N",
                        help="segmenter seeds per method and reference set (default: the preset's, else the "
                             "protocol's 3; the recipe check keeps the default); more seeds narrow only the seed part "
                             "of an interval")
     bench.add_argument("--reuse-stage1", type=Path, default=None, metavar="BENCH_OUT",
-                       help="polyp: reuse the stage-1 generators of an earlier benchmark output folder (same settings)")
+                       help="reuse the stage-1 generators of an earlier benchmark output folder (same data and settings)")
     _common(bench)
 
     seg = commands.add_parser("segmenter", help="train, evaluate, export or apply a segmenter")
@@ -397,7 +398,7 @@ def _command(args: argparse.Namespace, on_event) -> dict[str, Any]:
                     raise UsageError(f"bench pairs needs --{option}")
             results = run_pairs_benchmark(args.source, args.pool, args.test, out, args.preset, device, on_event,
                                           args.source_val, args.clusters, tuple(args.overrides), methods, args.resume,
-                                          args.workers, args.segmenter_seeds)
+                                          args.workers, args.segmenter_seeds, reference_sets, args.reuse_stage1)
         else:
             from .bench.polyp import run_polyp_benchmark
 

@@ -55,11 +55,21 @@ def run_pairs_benchmark(source: Path, references: Path, test: Path, out_dir: Pat
                         device: torch.device, on_event: EventCallback = ignore_events, source_val: Path | None = None,
                         clusters: Path | None = None, overrides: tuple[str, ...] = (),
                         methods: tuple[str, ...] | None = None, resume: bool = False,
-                        workers: int = 1, segmenter_seeds: int | None = None) -> dict[str, Any]:
+                        workers: int = 1, segmenter_seeds: int | None = None,
+                        reference_sets: tuple[str, ...] | None = None,
+                        reuse_stage1: Path | None = None) -> dict[str, Any]:
+    """`reference_sets` keeps a subset of the drawn sets (an ablation on fewer K); `reuse_stage1` is an earlier output
+    folder of the same data whose stage-1 generators are reused; see `protocol.run_benchmark` for the rest."""
     protocol = load_protocol()
     config = bench_config(preset_name, overrides)
     pool = load_references(Path(references), config.data)
     sets = draw_reference_sets(pool, protocol["reference_k"], protocol["reference_seeds"])
+    if reference_sets:
+        unknown = sorted(set(reference_sets) - set(sets))
+        if unknown:
+            raise InputDataError(f"gives no reference set(s) {', '.join(unknown)} (drawn: {', '.join(sets) or 'none'})",
+                                 Path(references))
+        sets = {name: sets[name] for name in reference_sets}
     if len(pool) < max(protocol["reference_k"]):
         StageProgress(on_event, "bench", 1).log(f"{len(pool)} reference images: K above that is skipped")
     test_pairs = load_pairs(Path(test), config.data)
@@ -68,5 +78,5 @@ def run_pairs_benchmark(source: Path, references: Path, test: Path, out_dir: Pat
                      source_val=load_pairs(Path(source_val), config.data) if source_val else None,
                      test=test_pairs, test_clusters=read_clusters(clusters, test_pairs.names),
                      references=sets, source_dir=Path(source))
-    return run_benchmark(data, out_dir, preset_name, device, on_event, overrides, methods, None, tuple(sets), resume,
-                         workers, segmenter_seeds)
+    return run_benchmark(data, out_dir, preset_name, device, on_event, overrides, methods, reuse_stage1, tuple(sets),
+                         resume, workers, segmenter_seeds)

@@ -166,9 +166,14 @@ def reference_k(set_name: str) -> str:
     return set_name.split("_")[0]
 
 
-def _reuse_stage1(run: RunFolder, earlier_out: Path, config: RunConfig) -> None:
+def _reuse_stage1(run: RunFolder, earlier_out: Path, config: RunConfig, source_names: list[str]) -> None:
     """Copy trained stage-1 generators (and the judge, when its recipe matches) from an earlier benchmark's output
-    folder, after checking that they were trained with the same settings."""
+    folder, after checking that they were trained with the same settings on the same source pairs (the earlier
+    folder's `source_pairs/` names them; with `bench pairs` any folder could be passed)."""
+    earlier_pairs = Path(earlier_out) / "source_pairs" / "images"
+    if earlier_pairs.is_dir() and sorted(p.stem for p in earlier_pairs.iterdir()) != sorted(source_names):
+        raise RunFolderError("was trained on other source pairs than this benchmark's; its stage 1 cannot be reused",
+                             Path(earlier_out))
     for target, kind in ((run.image_generator, "image_generator"), (run.mask_generator, "mask_generator")):
         source = Path(earlier_out) / "run" / "checkpoints" / target.name
         if not source.is_file():
@@ -413,7 +418,7 @@ def _run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: tor
         write_pairs(pairs_dir, source.images, source.masks, source.names)
     run.update_inputs(source=str(pairs_dir))
     if reuse_stage1 is not None and not run_exists:
-        _reuse_stage1(run, Path(reuse_stage1), config)
+        _reuse_stage1(run, Path(reuse_stage1), config, source.names)
     timer("stage1", lambda: pipeline.train_generators(run, device, resume=True, on_event=on_event))
     judge = timer("source_segmenter", lambda: pipeline.ensure_source_segmenter(run, source, config, device, True,
                                                                                on_event))
