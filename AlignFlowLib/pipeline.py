@@ -26,7 +26,7 @@ from .segmenter.train import train_segmenter
 from .synthesis import generate_images, generate_masks
 from .train.align import align_generator
 from .train.flow_matching import rebuild_flow_model
-from .train.generators import train_image_generator, train_mask_generator
+from .train.generators import lesion_loss_weight, train_image_generator, train_mask_generator
 from .version import __version__
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,9 @@ def align(run: RunFolder, references_dir: Path, device: torch.device, resume: bo
     result = align_generator(stage1, pairs.images, pairs.masks, references.images, config.align, device,
                              state_path, segmenter=segmenter, resume=resume,
                              mask_dropout=config.image_generator.mask_dropout, on_event=on_event,
-                             condition_masks=condition_masks)
+                             condition_masks=condition_masks,
+                             anchor_loss_weight=lesion_loss_weight(
+                                 pairs.masks, float(stage1_state["config"].get("mask_loss_weight", 0.0))))
     aligned_state = result.model.state_dict()
     save_checkpoint(generator_path, {
         "kind": "image_generator", "library_version": __version__, "step": stage1_state["step"],

@@ -94,3 +94,18 @@ def test_all_reference_selection_uses_every_reference_and_an_unscored_feature_sp
     # Even K = 1 can be selected on: the criterion compares with all references, none is held out of the reward.
     assert not any("K=1" in e.get("message", "") for e in events)
     assert result.history["eval_step"] == [0, 1, 2] and len(result.history["heldout_mmd"]) == 3
+
+
+def test_anchor_uses_stage1s_lesion_weighting_when_given(stage1):
+    from AlignFlowLib.train.generators import lesion_loss_weight
+
+    config = replace(CONFIG.align, num_steps=1, eval_every_steps=1)
+    source = stage1["source"]
+    anchors = {}
+    for name, weight in (("plain", None), ("weighted", lesion_loss_weight(source.masks, 20.0))):
+        result = align_generator(stage1["model"], source.images, source.masks, stage1["references"].images, config,
+                                 DEVICE, stage1["root"] / f"anchor-{name}.pt", anchor_loss_weight=weight)
+        anchors[name] = result.history["anchor"][0]
+    # Same seeds, same batch: only the per-pixel weighting differs, and lesion pixels are a minority, so it shows.
+    assert anchors["weighted"] != pytest.approx(anchors["plain"], rel=1e-3), anchors
+    assert lesion_loss_weight(source.masks, 0.0) is None  # an unweighted stage 1 keeps the plain anchor

@@ -33,6 +33,7 @@ from ..models.velocity import VelocityUNet, drop_masks, guided_velocity
 from ..reward.features import load_feature_extractor
 from ..reward.mmd import mmd2_unbiased
 from ..synthesis import generate_images
+from .flow_matching import LossWeightFn
 from ..version import __version__
 
 
@@ -71,7 +72,8 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
                     references: torch.Tensor, config: AlignConfig, device: torch.device, checkpoint_path: Path,
                     segmenter: Any | None = None, resume: bool = False, mask_dropout: float = 0.1,
                     on_event: EventCallback = ignore_events,
-                    condition_masks: torch.Tensor | None = None) -> AlignResult:
+                    condition_masks: torch.Tensor | None = None,
+                    anchor_loss_weight: LossWeightFn | None = None) -> AlignResult:
     """Fine-tune a copy of `stage1_model` towards the references' feature distribution.
 
     Args:
@@ -82,6 +84,8 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
         segmenter: an `ExportedSegmenter` trained on the source (for the mask-consistency term), or None.
         condition_masks: (M, 1, S, S) masks that condition the rewarded samples; default the source masks. Passing
             the mask generator's output aligns the generator on the masks synthesis will use.
+        anchor_loss_weight: the per-pixel weighting stage 1 was trained with (`lesion_loss_weight`), so that the
+            anchor is stage 1's own loss and does not pull a lesion-weighted generator back towards the plain mean.
 
     Raises:
         InputDataError: no references.
@@ -199,7 +203,8 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
             x0, x1, t, a_mask = distributed.shard(x0, x1, t, a_mask)
             path = interpolate(x0, x1, t)
             with autocast(device):
-                anchor = flow_matching_loss(net(path.x_t, path.t, a_mask), path)
+                anchor = flow_matching_loss(net(path.x_t, path.t, a_mask), path,
+                                            None if anchor_loss_weight is None else anchor_loss_weight(a_mask))
             loss = loss + config.anchor_weight * anchor
 
         # Mask consistency: the frozen source segmenter must still find the conditioning mask.
