@@ -207,3 +207,27 @@ def test_the_training_loop_applies_the_loss_weight(tmp_path):
     plain, zero = (model.state_dict() for model in trained)
     assert all(torch.equal(zero[key], initial[key]) for key in initial)
     assert not all(torch.equal(plain[key], initial[key]) for key in initial)
+
+
+def test_a_resumed_run_continues_its_smoothed_loss_curve(tmp_path):
+    """Training cut at a checkpoint and resumed reports the same smoothed losses as one uninterrupted run."""
+    from AlignFlowLib.config import ImageGeneratorConfig, replace
+    from AlignFlowLib.train.flow_matching import train_flow_model
+
+    config = replace(ImageGeneratorConfig(channels=(8, 8), attention_levels=(False, False), norm_num_groups=4,
+                                          num_head_channels=8), num_steps=40, batch_size=2, checkpoint_every_steps=20)
+
+    def batch(generator: torch.Generator):
+        return torch.rand(2, 1, 8, 8, generator=generator), None
+
+    meta = {"data_channels": 1, "condition_channels": 0}
+    cpu = torch.device("cpu")
+    whole, cut = tmp_path / "whole.pt", tmp_path / "cut.pt"
+    train_flow_model("test", batch, config, meta, cpu, whole)
+    train_flow_model("test", batch, replace(config, num_steps=20), meta, cpu, cut)
+    train_flow_model("test", batch, config, meta, cpu, cut, resume=True)
+    from AlignFlowLib.checkpoint import load_checkpoint
+
+    expected, resumed = load_checkpoint(whole)["history"], load_checkpoint(cut)["history"]
+    assert resumed["step"] == expected["step"] == [10, 20, 30, 40]
+    assert resumed["loss"] == pytest.approx(expected["loss"], rel=1e-5)

@@ -165,10 +165,14 @@ def test_resume_continues_from_stored_step(tmp_path):
     assert any("resumed from step 50" in e.get("message", "") for e in events)
     assert torch.load(path, weights_only=True)["step"] == 70
 
-    # Same data, same seed, RNG state restored: the resumed run ends where an uninterrupted one does.
-    straight = train_segmenter(images, masks, config, CPU)
+    # Same data, same seed, RNG state restored: the resumed run ends where an uninterrupted one does, and reports
+    # the same smoothed losses (its average continues from the checkpoint instead of restarting).
+    straight_events = []
+    straight = train_segmenter(images, masks, config, CPU, on_event=straight_events.append)
     for (name, a), b in zip(resumed.state_dict().items(), straight.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-5), name
+    losses = [{e["step"]: e["loss"] for e in run if e["event"] == "progress"} for run in (events, straight_events)]
+    assert losses[0] == pytest.approx({step: losses[1][step] for step in (60, 70)}, rel=1e-4)
 
     # A finished run resumes to an immediate return, and the checkpoint rebuilds the same model.
     events.clear()

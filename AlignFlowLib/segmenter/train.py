@@ -109,12 +109,13 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, config: Segmenter
     if len(images) == 0:
         num_real, num_synthetic = 0, config.batch_size
     step, save_every = 0, max(50, config.num_steps // 10)
+    smoothed: float | None = None  # the reported average, saved so that a resumed run continues its curve
 
     def snapshot() -> dict[str, Any]:
         return {"kind": "segmenter", "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "step": step, "config": dataclasses.asdict(config),
                 "architecture": config.architecture, "in_channels": images.shape[1], "rng": generator.get_state(),
-                "distributed": distributed.world().describe(),
+                "distributed": distributed.world().describe(), "smoothed_loss": smoothed,
                 **({"ema": ema.state_dict()} if ema is not None else {})}
 
     # Resume.
@@ -129,6 +130,7 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, config: Segmenter
             if ema is not None:
                 ema.load_state_dict(state["ema"])
             step = int(state["step"])
+            smoothed = state.get("smoothed_loss")  # absent in checkpoints written before it was saved
         except (KeyError, RuntimeError, ValueError) as error:  # another architecture / channel count, or foreign file
             raise RunFolderError(f"checkpoint does not match this segmenter ({type(error).__name__}: "
                                  f"{str(error).splitlines()[0][:120]})", checkpoint_path) from error
@@ -137,7 +139,7 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, config: Segmenter
 
     model.train()
     net = distributed.wrap(model, device)  # never compiled: its loop measured slower compiled (device.set_compile)
-    running = RunningLoss()
+    running = RunningLoss(smoothed)
     while step < config.num_steps:
         # Sample the global batch (this rank trains on its rows of it).
         parts_x, parts_y = [], []

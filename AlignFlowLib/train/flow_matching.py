@@ -87,7 +87,8 @@ def train_flow_model(kind: str, batch_fn: BatchFn, config: Any, meta: dict[str, 
 
     model.train()
     net = compiled(distributed.wrap(model, device))  # saves and EMA read `model`, whose keys are unprefixed
-    running = RunningLoss()
+    # The saved average is the one at the last report, which is the save step whenever saves fall on multiples of 10.
+    running = RunningLoss(history["loss"][-1] if history["loss"] and history["step"][-1] == step else None)
     while step < config.num_steps:
         # Sample path: the global batch, then this rank's rows of it.
         x1, mask = batch_fn(generator)

@@ -20,11 +20,14 @@ from ..errors import TrainingDivergedError
 class RunningLoss:
     """Exponential moving average (weight 0.1 on the newest step) of a scalar loss tensor."""
 
-    def __init__(self) -> None:
-        self._value: torch.Tensor | None = None
+    def __init__(self, start: float | None = None) -> None:
+        """`start`: the average a resumed run had saved, so its curve continues instead of restarting."""
+        self._value: torch.Tensor | None = None if start is None else torch.tensor(float(start))
 
     def add(self, loss: torch.Tensor) -> None:
         loss = loss.detach().float()
+        if self._value is not None and self._value.device != loss.device:  # a saved start moves to the device once
+            self._value = self._value.to(loss.device)
         self._value = loss.clone() if self._value is None else self._value.mul_(0.9).add_(loss, alpha=0.1)
 
     def read(self, stage: str, step: int) -> float:
