@@ -151,8 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--methods", default=None,
                        help="comma-separated subset of: " + ", ".join(BENCH_METHODS) + " (default: the protocol's)")
     bench.add_argument("--references", dest="reference_sets", default=None, metavar="K10_seed0,…",
-                       help="comma-separated reference sets, e.g. K10_seed0 (polyp: keys of splits.json target.references; "
-                            "pairs: the sets drawn from --pool) (default: the protocol's)")
+                       help="comma-separated reference sets, e.g. K10_seed0 (polyp: keys of splits.json "
+                            "target.references, default the preset's, else the protocol's; pairs: sets drawn from "
+                            "--pool, default all)")
     bench.add_argument("--segmenter-seeds", type=int, default=None, metavar="N",
                        help="segmenter seeds per method and reference set (default: the preset's, else the "
                             "protocol's 3; the recipe check keeps the default); more seeds narrow only the seed part "

@@ -166,12 +166,20 @@ def reference_k(set_name: str) -> str:
     return set_name.split("_")[0]
 
 
+def _same_pair_names(pairs_dir: Path, names: list[str]) -> bool:
+    """Whether a pair folder this benchmark wrote (`<name>.png`) holds exactly `names`; True when there is none."""
+    images = pairs_dir / "images"
+    if not images.is_dir():
+        return True
+    written = sorted(p.stem for p in images.iterdir() if p.suffix == ".png" and not p.name.startswith("."))
+    return written == sorted(names)
+
+
 def _reuse_stage1(run: RunFolder, earlier_out: Path, config: RunConfig, source_names: list[str]) -> None:
     """Copy trained stage-1 generators (and the judge, when its recipe matches) from an earlier benchmark's output
     folder, after checking that they were trained with the same settings on the same source pairs (the earlier
     folder's `source_pairs/` names them; with `bench pairs` any folder could be passed)."""
-    earlier_pairs = Path(earlier_out) / "source_pairs" / "images"
-    if earlier_pairs.is_dir() and sorted(p.stem for p in earlier_pairs.iterdir()) != sorted(source_names):
+    if not _same_pair_names(Path(earlier_out) / "source_pairs", source_names):
         raise RunFolderError("was trained on other source pairs than this benchmark's; its stage 1 cannot be reused",
                              Path(earlier_out))
     for target, kind in ((run.image_generator, "image_generator"), (run.mask_generator, "mask_generator")):
@@ -411,6 +419,8 @@ def _run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: tor
     if run_exists and not resume:
         raise RunFolderError("already holds a benchmark; add --resume to continue it or choose a new --out",
                              out_dir)
+    if not _same_pair_names(out_dir / "source_pairs", source.names):  # stage 1 and the anchor read that copy
+        raise RunFolderError("holds the source pairs of another --source; choose a new --out", out_dir)
     run, config, _ = pipeline.start_run(out_dir / "run", config, {"source": str(data.source_dir)},
                                         resume=run_exists)
     pairs_dir = out_dir / "source_pairs"
