@@ -409,6 +409,7 @@ def _run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: tor
     if bench.compile_on_cuda and device.type == "cuda":
         set_compile(True)  # workers inherit it; the segmenter stays eager (device.set_compile)
     timer, started = Timer(), time.monotonic()
+    commit = _git_commit()  # the code this process runs, even if the checkout moves on during a long run
     progress = StageProgress(on_event, "bench", 1)
     source, test = data.source, data.test
     progress.log(f"{len(source)} source pairs, {len(test)} target test images in {len(set(data.test_clusters))} "
@@ -595,7 +596,7 @@ def _run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: tor
         seen_before = set(data.notes.get("reference_sets_seen_before_protocol", []))
         results = {
             "benchmark": data.name, "preset": preset_name, "description": bench.description,
-            "protocol_version": protocol["version"], "commit": _git_commit(), "library_version": __version__,
+            "protocol_version": protocol["version"], "commit": commit, "library_version": __version__,
             "device": _device_name(device), "cpu_bf16": bf16,
             "compiled": process_settings()["compile_backend"] is not None, "overrides": list(overrides),
             "stage1_reused_from": None if reuse_stage1 is None else str(reuse_stage1),
