@@ -58,7 +58,9 @@ for stem in splits["source"]["val"]:
 for stem in splits["source"]["train"]:
     link(out / "test" / "images", f"{stem}.jpg", kvasir / "images" / f"{stem}.jpg")
     link(out / "test" / "masks", f"{stem}.png", kvasir / "masks" / f"{stem}.png")
-print({part: len(list((out / part / "images").iterdir())) for part in ("source", "source_val", "pool", "test")})
+counts = {part: len(list((out / part / "images").iterdir())) for part in ("source", "source_val", "pool", "test")}
+assert counts == {"source": 528, "source_val": 84, "pool": 100, "test": 900}, f"not the registered folders: {counts}"
+print(counts)
 EOF
 pairs=(bench pairs --source "$folders/source" --source-val "$folders/source_val" --pool "$folders/pool"
        --test "$folders/test" --preset cpu --device cpu --progress jsonl)
