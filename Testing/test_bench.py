@@ -193,7 +193,7 @@ def test_bench_pairs_runs_the_protocol_on_plain_folders(tmp_path, capsys):
     ablation = tmp_path / "ablation"
     capsys.readouterr()
     code = main(folders + ["--out", str(ablation), "--reuse-stage1", str(out), "--references", "K1_seed1",
-                           "--methods", "stage1_synthetic,alignflow", "--set", "align.style_weight=0"])
+                           "--methods", "stage1_synthetic,alignflow", "--set", "align.style_weight=2"])
     printed = capsys.readouterr().out
     assert code == 0, printed[-2000:]
     saved = json.loads((ablation / "results.json").read_text())
@@ -399,3 +399,12 @@ def test_segmenter_seed_count_must_be_positive(fake_polyp, tmp_path):
     assert not (tmp_path / "out").exists()
     assert main(["bench", "polyp", "--data", str(fake_polyp), "--out", str(tmp_path / "cli"),
                  "--segmenter-seeds", "0"]) == 2
+
+
+def test_the_benchmark_applies_the_protocols_alignment_settings_under_explicit_overrides():
+    from AlignFlowLib.bench.protocol import bench_config
+
+    assert load_protocol()["version"] == 2 and load_protocol()["align_recipe"] == ["align.style_weight=0"]
+    assert bench_config("cpu").align.style_weight == 0.0              # v2: the reward on deep features only
+    assert bench_config("cpu", ("align.style_weight=4",)).align.style_weight == 4.0  # a v1-style ablation
+    assert bench_config("cpu").segmenter.strong_augment is True        # the segmenter recipe still applies

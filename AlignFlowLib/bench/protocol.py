@@ -117,9 +117,12 @@ BENCH_PRESETS = {
 
 
 def bench_config(preset_name: str, overrides: tuple[str, ...] = ()) -> RunConfig:
-    """The preset's run config with the protocol's preferred segmenter recipe, then explicit `--set` overrides."""
+    """The preset's run config with the protocol's preferred segmenter recipe and its alignment settings (v2: the
+    reward on deep features only), then explicit `--set` overrides."""
     preset = choose("benchmark preset", preset_name, BENCH_PRESETS)
-    return apply_overrides(apply_overrides(preset.run, tuple(load_protocol()["segmenter_recipe"])), overrides)
+    protocol = load_protocol()
+    recipe = tuple(protocol["segmenter_recipe"]) + tuple(protocol.get("align_recipe", ()))
+    return apply_overrides(apply_overrides(preset.run, recipe), overrides)
 
 
 @dataclass
