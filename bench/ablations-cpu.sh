@@ -4,6 +4,9 @@
 # reruns the alignment control (stage1_synthetic) beside AlignFlow on the K = 10 reference sets (or the sets named
 # after the setting; argparse keeps the last --references), so every row has its own paired interval. Each writes bench/results/cpu-ablation-<name>/results.json; the README's ablation table
 # is made from them. Settings may be chosen only by reference-only criteria; target-test columns locate gaps.
+# Every run below was made under protocol version 1 (align.style_weight=4). Since version 2 the benchmark applies
+# align.style_weight=0, so a new line here ablates version 2, against a stage-1 control of its own, while the base
+# folder stays version 1: repeat the ablated setting with --set align.style_weight=4 to ablate version 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
