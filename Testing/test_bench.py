@@ -183,6 +183,7 @@ def test_bench_pairs_runs_the_protocol_on_plain_folders(tmp_path, capsys):
     assert saved["reference_sets"] == ["K1_seed0", "K1_seed1", "K1_seed2"]
     assert set(saved["methods"]["alignflow"]["by_k"]) == {"K1"}
     assert saved["num_test_clusters"] == 12  # no cluster file: one cluster per image
+    assert saved["protocol_version"] == load_protocol()["version"]
     assert saved["methods"]["alignflow"]["by_k"]["K1"]["paired"]["stage1_synthetic"]["num_reference_sets"] == 3
     assert main(["bench", "pairs", "--source", str(paths.source), "--preset", "smoke", "--device", "cpu",
                  "--out", str(tmp_path / "x")]) == 2  # --pool and --test are required for pairs
@@ -202,6 +203,13 @@ def test_bench_pairs_runs_the_protocol_on_plain_folders(tmp_path, capsys):
     trained = {e.get("stage") for e in events if e.get("event") == "progress"}
     assert "align" in trained and not trained & {"image_generator", "mask_generator"}  # stage 1 copied, not trained
     assert main(folders + ["--out", str(tmp_path / "y"), "--references", "K5_seed0"]) == 3  # not drawn from 4 images
+    # A folder made before versions were stored (all version 1) keeps saying so when resumed: its settings win.
+    config_path = out / "run" / "config.json"
+    stored = json.loads(config_path.read_text())
+    del stored["inputs"]["protocol_version"]
+    config_path.write_text(json.dumps(stored))
+    assert main(folders + ["--out", str(out), "--resume", "--methods", "source_only,stage1_synthetic,alignflow"]) == 0
+    assert json.loads((out / "results.json").read_text())["protocol_version"] == 1
     other = write_phantom_dataset(tmp_path / "other", size_px=32, num_source=30, num_references=4,
                                   num_target_test=12, seed=3)
     assert main(["bench", "pairs", "--source", str(other.source), "--pool", str(other.references), "--test",

@@ -431,6 +431,11 @@ def _run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: tor
     if not (pairs_dir / "images").is_dir():
         write_pairs(pairs_dir, source.images, source.masks, source.names)
     run.update_inputs(source=str(pairs_dir))
+    # A resumed folder keeps its stored settings, so it keeps the protocol version they came from (folders made
+    # before versions were stored are all version 1).
+    if "protocol_version" not in run.load_config()[1]:
+        run.update_inputs(protocol_version=1 if run_exists else protocol["version"])
+    protocol_version = run.load_config()[1]["protocol_version"]
     if reuse_stage1 is not None and not run_exists:
         _reuse_stage1(run, Path(reuse_stage1), config, source.names)
     timer("stage1", lambda: pipeline.train_generators(run, device, resume=True, on_event=on_event))
@@ -599,7 +604,7 @@ def _run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: tor
         seen_before = set(data.notes.get("reference_sets_seen_before_protocol", []))
         results = {
             "benchmark": data.name, "preset": preset_name, "description": bench.description,
-            "protocol_version": protocol["version"], "commit": commit, "library_version": __version__,
+            "protocol_version": protocol_version, "commit": commit, "library_version": __version__,
             "device": _device_name(device), "cpu_bf16": bf16,
             "compiled": process_settings()["compile_backend"] is not None, "overrides": list(overrides),
             "stage1_reused_from": None if reuse_stage1 is None else str(reuse_stage1),
