@@ -425,17 +425,15 @@ def _run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: tor
                              out_dir)
     if not _same_pair_names(out_dir / "source_pairs", source.names):  # stage 1 and the anchor read that copy
         raise RunFolderError("holds the source pairs of another --source; choose a new --out", out_dir)
-    run, config, _ = pipeline.start_run(out_dir / "run", config, {"source": str(data.source_dir)},
-                                        resume=run_exists)
+    run, config, stored_inputs = pipeline.start_run(out_dir / "run", config, {"source": str(data.source_dir)},
+                                                    resume=run_exists)
     pairs_dir = out_dir / "source_pairs"
     if not (pairs_dir / "images").is_dir():
         write_pairs(pairs_dir, source.images, source.masks, source.names)
-    run.update_inputs(source=str(pairs_dir))
     # A resumed folder keeps its stored settings, so it keeps the protocol version they came from (folders made
     # before versions were stored are all version 1).
-    if "protocol_version" not in run.load_config()[1]:
-        run.update_inputs(protocol_version=1 if run_exists else protocol["version"])
-    protocol_version = run.load_config()[1]["protocol_version"]
+    protocol_version = stored_inputs.get("protocol_version", 1 if run_exists else protocol["version"])
+    run.update_inputs(source=str(pairs_dir), protocol_version=protocol_version)
     if reuse_stage1 is not None and not run_exists:
         _reuse_stage1(run, Path(reuse_stage1), config, source.names)
     timer("stage1", lambda: pipeline.train_generators(run, device, resume=True, on_event=on_event))
