@@ -14,8 +14,10 @@
 #      against the same stage 1 trained with uniform times, each sampling one image per CVC source-validation mask
 #      (84; no target image is read) -> bench/results/stage1-time-sampling-cvc.json.
 #   2. Only if step 1 finds the spread wider by the rule below: the protocol (version 2) with
-#      image_generator.t_sampling=uniform on the K = 10 reference sets, stage 1 retrained, methods source_only (copied:
-#      it does not depend on stage 1), stage1_synthetic and alignflow
+#      image_generator.t_sampling=uniform on the K = 10 reference sets, methods source_only (copied: it does not
+#      depend on stage 1), stage1_synthetic and alignflow. Its stage 1 is step 1's uniform image generator (trained on
+#      the version-2 folder's own 96-px source_pairs copy, as the benchmark's stage 1 is) with that folder's mask
+#      generator and judge, passed by --reuse-stage1, which checks their settings against the ablation's
 #      -> bench/results/cpu-pairs-cvc-to-kvasir-ablation-uniform-time; then bench/compare_runs.py against the
 #      version-2 folder -> bench/results/pairs-cvc-to-kvasir-uniform-time-vs-v2-K10.json.
 #
@@ -33,9 +35,10 @@ folders=bench/results/pairs-data-cvc-to-kvasir
 base=bench/results/cpu-pairs-cvc-to-kvasir-v2
 [ -f "$base/results.json" ] || { echo "run bench/reverse-pair-cpu.sh first (needs $base)" >&2; exit 2; }
 diagnostic=bench/results/stage1-time-sampling-cvc.json
+work=bench/results/stage1-time-sampling-work
 if [ ! -f "$diagnostic" ]; then
-  "$PY" bench/stage1_dispersion.py --source "$folders/source" --val "$folders/source_val" \
-    --work bench/results/stage1-time-sampling-work --checkpoint "logit_normal=$base/run/checkpoints/image_generator_last.pt" \
+  "$PY" bench/stage1_dispersion.py --source "$base/source_pairs" --val "$folders/source_val" --work "$work" \
+    --checkpoint "logit_normal=$base/run/checkpoints/image_generator_last.pt" \
     --variant uniform=image_generator.t_sampling=uniform --out "$diagnostic"
 fi
 "$PY" - "$diagnostic" <<'EOF' || { echo "step 1: the spread did not widen by the registered rule; step 2 not run"; exit 0; }
@@ -51,10 +54,14 @@ sys.exit(0 if wider and as_real else 1)
 EOF
 out=bench/results/cpu-pairs-cvc-to-kvasir-ablation-uniform-time
 if [ ! -f "$out/results.json" ]; then
-  mkdir -p "$out/jobs" "$out/run/source_segmenter"
+  stage1=$work/stage1  # laid out as a benchmark folder, for --reuse-stage1
+  mkdir -p "$out/jobs" "$stage1/run/checkpoints" "$stage1/run/source_segmenter"
   [ -d "$out/jobs/source_only" ] || cp -r "$base/jobs/source_only" "$out/jobs/"
-  [ -d "$out/run/source_segmenter/exported" ] || cp -r "$base/run/source_segmenter/exported" "$out/run/source_segmenter/"
-  resume=(); [ -f "$out/run/config.json" ] && resume=(--resume)
+  cp "$work/uniform/image_generator.pt" "$stage1/run/checkpoints/image_generator_last.pt"
+  cp "$base/run/checkpoints/mask_generator_last.pt" "$stage1/run/checkpoints/"
+  ln -sfn "$(realpath "$base/source_pairs")" "$stage1/source_pairs"
+  ln -sfn "$(realpath "$base/run/source_segmenter/exported")" "$stage1/run/source_segmenter/exported"
+  resume=(--reuse-stage1 "$stage1"); [ -f "$out/run/config.json" ] && resume=(--resume)
   "$PY" -m AlignFlowLib.cli bench pairs --source "$folders/source" --source-val "$folders/source_val" \
     --pool "$folders/pool" --test "$folders/test" --preset cpu --device cpu --progress jsonl --out "$out" \
     --set image_generator.t_sampling=uniform --references K10_seed0,K10_seed1,K10_seed2 \
