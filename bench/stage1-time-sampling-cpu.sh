@@ -61,7 +61,7 @@ if [ ! -f "$out/results.json" ]; then
   cp "$base/run/checkpoints/mask_generator_last.pt" "$stage1/run/checkpoints/"
   ln -sfn "$(realpath "$base/source_pairs")" "$stage1/source_pairs"
   ln -sfn "$(realpath "$base/run/source_segmenter/exported")" "$stage1/run/source_segmenter/exported"
-  resume=(--reuse-stage1 "$stage1"); [ -f "$out/run/config.json" ] && resume=(--resume)
+  resume=(--reuse-stage1 "$stage1"); [ -d "$out/run" ] && resume+=(--resume)  # reuse is skipped once it has checkpoints
   "$PY" -m AlignFlowLib.cli bench pairs --source "$folders/source" --source-val "$folders/source_val" \
     --pool "$folders/pool" --test "$folders/test" --preset cpu --device cpu --progress jsonl --out "$out" \
     --set image_generator.t_sampling=uniform --references K10_seed0,K10_seed1,K10_seed2 \

@@ -5,7 +5,8 @@ source-validation folder, and compares the samples with the real validation imag
 - brightness: per-image mean intensity in [0, 1]; the mean over images and, the point of the script, their standard
   deviation across images (how varied the lighting of the samples is), against the real one;
 - within-image contrast: the mean over images of each image's pixel standard deviation;
-- lesion visibility: bench/pair_diagnostics.py's |inside − ring| contrast at the conditioning mask;
+- lesion visibility: bench/pair_diagnostics.py's |inside − ring| contrast at the conditioning mask (on the [−1, 1]
+  scale, as there: twice its [0, 1] value);
 - FID-EL0 / KID-EL0 of the samples to the real validation images (source domain: no target image is read).
 
 Why: on both polyp pairs the generated images' brightness spread is about half the real one (0.017–0.019 against
@@ -16,8 +17,10 @@ t near 0, where the global colour of a sample is decided; a uniform draw visits 
     python bench/stage1_dispersion.py --source S --val V --work W [--preset cpu] \
         [--variant NAME=SETTING[,SETTING...]] [--checkpoint NAME=FILE] [--out FILE.json]
 
-Variants are trained into W/NAME/image_generator.pt (resumable) with the benchmark's settings (bench_config of the
-preset) plus their own settings; `--variant logit_normal=` with nothing after `=` is the preset itself.
+Variants are trained into W/NAME/image_generator.pt (resumable; a stored variant trained with other settings is an
+error) with the benchmark's settings (bench_config of the preset) plus their own, under the preset's CPU precision
+(bf16 autocast where the preset and the CPU have it, as the benchmark trains and samples); `--variant logit_normal=`
+with nothing after `=` is the preset itself.
 """
 
 from __future__ import annotations
@@ -31,8 +34,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from AlignFlowLib.bench.protocol import bench_config  # noqa: E402
-from AlignFlowLib.config import to_dict  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # pair_diagnostics, also when imported from elsewhere
+from AlignFlowLib.bench.protocol import BENCH_PRESETS, bench_config  # noqa: E402
+from AlignFlowLib.checkpoint import load_checkpoint  # noqa: E402
+from AlignFlowLib.config import ImageGeneratorConfig, from_dict, to_dict  # noqa: E402
+from AlignFlowLib.device import set_cpu_bf16  # noqa: E402
 from AlignFlowLib.data.folders import load_pairs  # noqa: E402
 from AlignFlowLib.pipeline import load_image_generator  # noqa: E402
 from AlignFlowLib.reward.features import load_feature_extractor  # noqa: E402
@@ -76,6 +82,7 @@ def main() -> int:
     args = parser.parse_args()
 
     base = bench_config(args.preset)
+    bf16 = set_cpu_bf16(BENCH_PRESETS[args.preset].cpu_bf16)  # train and sample as the benchmark does
     source = load_pairs(args.source, base.data)
     val = load_pairs(args.val, base.data)
     device = torch.device("cpu")
@@ -87,6 +94,8 @@ def main() -> int:
         config = bench_config(args.preset, tuple(settings[name]))
         path = args.work / name / "image_generator.pt"
         path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_file() and from_dict(ImageGeneratorConfig, load_checkpoint(path)["config"]) != config.image_generator:
+            raise SystemExit(f"error: {path}: trained with other settings than variant {name!r}; choose a new --work")
         started = time.monotonic()
         train_image_generator(source, config.image_generator, config.data, device, path, resume=path.is_file())
         seconds[name] = round(time.monotonic() - started, 1)
@@ -101,7 +110,7 @@ def main() -> int:
         rows[name] = image_statistics(images, val.masks)
         metrics = generator_metrics(extractor, images, val.images)
         rows[name].update(fid_el0_to_val=metrics["fid_el0"], kid_el0_to_val=metrics["kid_el0"])
-    report = {"source": str(args.source), "val": str(args.val), "preset": args.preset, "num_val": len(val),
+    report = {"source": str(args.source), "val": str(args.val), "preset": args.preset, "cpu_bf16": bf16, "num_val": len(val),
               "sampler": to_dict(base.synthesis.sampler),
               "variants": settings, "training_seconds": seconds, "checkpoints": {k: str(v) for k, v in
                                                                                  checkpoints.items()},
