@@ -26,6 +26,14 @@
 #      list the run as an ablation) -> bench/results/cpu-pairs-cvc-to-kvasir-v2. Not yet run. The first plan
 #      here, adding histogram_matching and fda to run 1 by --resume, was dropped: a resumed folder keeps its stored
 #      (version 1) alignment settings but would record protocol version 2.
+#   4. (registered 2026-11-26 after run 3, before this run) a segmenter-only ablation of version 2: twice the
+#      segmenter steps (segmenter.num_steps=600) on a copy of run 3's folder (same stage 1, aligned generators and
+#      pairs; only segmenters are trained), K = 10 and K = 5, methods source_only, stage1_synthetic and alignflow
+#      -> bench/results/cpu-pairs-cvc-to-kvasir-v2-segmenter-600-steps. Why: on this pair every added data source
+#      scores below source-only at 300 steps, and on Kvasir -> CVC twice the steps turned stage-1 synthetic from below
+#      source-only to above it (43.9 against 42.1), so the short segmenter budget may hide what added pairs give.
+#      Expected: stage1_synthetic − source_only rises from its 300-step value (−4.5) by at least 2 points, and
+#      AlignFlow − stage-1 stays within ±3 (alignment still adds nothing measurable).
 #
 # Registered expectations and the decision rule:
 #   - Protocol v2 adopts align.style_weight=0 only if, on this pair, AlignFlow(style 0) − AlignFlow(style 4) (paired:
@@ -86,4 +94,12 @@ v2=bench/results/cpu-pairs-cvc-to-kvasir-v2
 if [ ! -f "$v2/results.json" ]; then
   "$PY" -m AlignFlowLib.cli "${pairs[@]}" --out "$v2" $(resume "$v2") >> /tmp/pairs-cvc-to-kvasir-v2.jsonl
   echo "done cpu-pairs-cvc-to-kvasir-v2"
+fi
+seg600=bench/results/cpu-pairs-cvc-to-kvasir-v2-segmenter-600-steps
+if [ ! -f "$seg600/results.json" ]; then
+  [ -d "$seg600" ] || { cp -r "$v2" "$seg600" && rm -f "$seg600/results.json" "$seg600/per_image_dice.json"; }
+  "$PY" -m AlignFlowLib.cli "${pairs[@]}" --out "$seg600" --resume --set segmenter.num_steps=600 \
+    --references K10_seed0,K10_seed1,K10_seed2,K5_seed0,K5_seed1,K5_seed2 \
+    --methods source_only,stage1_synthetic,alignflow >> /tmp/pairs-cvc-to-kvasir-v2-segmenter-600-steps.jsonl
+  echo "done cpu-pairs-cvc-to-kvasir-v2-segmenter-600-steps"
 fi
