@@ -79,7 +79,9 @@ def test_smoke_protocol_pairs_every_method_and_resumes(fake_polyp, tmp_path):
     assert saved["align_selection"]["K10_seed0"]["num_references"] == 10
     report = (out / "report.html").read_text()
     assert report.count("<table>") >= 4 and "K10_seed0: references" in report
-    assert "source + AlignFlow synthetic" in readme_table(tmp_path / "results")
+    table = readme_table(tmp_path / "results")
+    assert "source + AlignFlow synthetic" in table
+    assert f"protocol version {load_protocol()['version']}, preset `smoke`" in table  # which settings made it
     assert results["commit"]
 
     # Cut off after the jobs: --resume finishes from the job table and gives the same numbers.

@@ -112,7 +112,8 @@ def _changes(results: dict[str, Any]) -> list[str]:
 
 def _setup_text(results: dict[str, Any]) -> str:
     overrides = ", ".join(_changes(results)) or "none"
-    return (f"preset `{results['preset']}` ({results['description']}), device {results['device']}"
+    return (f"protocol version {results.get('protocol_version', 1)}, "  # results from before versions were stored: 1
+            f"preset `{results['preset']}` ({results['description']}), device {results['device']}"
             f"{', CPU bf16 autocast' if results.get('cpu_bf16') else ''}"
             f"{', torch.compile' if results.get('compiled') else ''}, commit {results['commit'][:12]}, "
             f"{results['num_source_pairs']} source pairs, {results['num_test_images']} target test images in "
