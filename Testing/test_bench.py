@@ -74,6 +74,8 @@ def test_smoke_protocol_pairs_every_method_and_resumes(fake_polyp, tmp_path):
     # Every method used the recipe that source validation chose (preferred: strong augmentation).
     assert saved["config"]["segmenter"]["strong_augment"] is (check["chosen"] == "preferred")
     assert {"K5", "K10", "k5_minus_k10_abs", "all_met"} <= set(saved["win"])
+    jobs = [json.loads(path.read_text()) for path in (out / "jobs").rglob("*.json")]
+    assert jobs and all(job["cpu_threads"] == torch.get_num_threads() for job in jobs)  # no workers: this process
     per_image = json.loads((out / "per_image_dice.json").read_text())
     assert len(per_image["dice"]["alignflow"]["K10_seed0"]["3"]) == 30 and len(per_image["clusters"]) == 30
     assert saved["align_selection"]["K10_seed0"]["num_references"] == 10

@@ -43,7 +43,10 @@ def train_and_score(source: PairSet, test: PairSet, source_val: PairSet | None, 
                             synthetic_images=None if extra is None else extra[0],
                             synthetic_masks=None if extra is None else extra[1],
                             stage=f"segmenter:{method}:{set_name}:{config.seed}")
-    job: dict[str, Any] = {"method": method, "reference_set": set_name, "seed": config.seed}
+    # The thread count is recorded because CPU results depend on it: the same seed trained with 1 and with 2 threads
+    # gives different weights (bit-identical across processes at one count).
+    job: dict[str, Any] = {"method": method, "reference_set": set_name, "seed": config.seed,
+                           "cpu_threads": torch.get_num_threads()}
     if source_val is not None and len(source_val):
         job["source_val_mdice"] = evaluate_segmenter(model, source_val.images, source_val.masks, device)["mdice"]
     if score_test:
