@@ -23,7 +23,7 @@
 #      -> bench/results/cpu-pairs-cvc-to-kvasir-style-weight-0;
 #   3. (added after steps 1-2 had run, when their rule made protocol version 2) the full protocol version 2 on this
 #      pair, every method, stage 1 retrained (it is deterministic, so the same generators; a reused stage 1 would
-#      list the run as an ablation) -> bench/results/cpu-pairs-cvc-to-kvasir-v2. Not yet run. The first plan
+#      list the run as an ablation) -> bench/results/cpu-pairs-cvc-to-kvasir-v2 (ran 2026-11-26, 3753 s). The first plan
 #      here, adding histogram_matching and fda to run 1 by --resume, was dropped: a resumed folder keeps its stored
 #      (version 1) alignment settings but would record protocol version 2.
 #   4. (registered 2026-11-26 after run 3, before this run) a segmenter-only ablation of version 2: twice the
