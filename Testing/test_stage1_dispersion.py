@@ -1,4 +1,4 @@
-"""bench/stage1_dispersion.py's image statistics on known answers (the script itself trains and samples)."""
+"""bench/stage1_dispersion.py's image statistics on known answers, and bench/pair_statistics.py on a small benchmark folder."""
 
 import importlib.util
 import sys
@@ -31,3 +31,30 @@ def test_named_arguments_need_a_name():
     assert dispersion.parse_named(["a=x,y", "b="], "--variant") == {"a": "x,y", "b": ""}
     with pytest.raises(SystemExit, match="NAME="):
         dispersion.parse_named(["no-name"], "--variant")
+
+
+def test_pair_statistics_reads_every_pair_set_of_a_benchmark_folder(tmp_path):
+    import json
+    import subprocess
+
+    from AlignFlowLib.data.folders import write_images, write_pairs
+
+    masks = torch.zeros(3, 1, 96, 96)
+    masks[:, :, 30:60, 30:60] = 1
+    names = ["a", "b", "c"]
+    write_pairs(tmp_path / "source_pairs", torch.full((3, 3, 96, 96), 0.0), masks, names)      # brightness 0.5
+    write_pairs(tmp_path / "stage1_pairs", torch.full((3, 3, 96, 96), -0.5), masks, names)     # 0.25
+    aligned = torch.full((3, 3, 96, 96), -0.5)
+    aligned[:, :, 30:60, 30:60] = 0.5                                                          # a visible lesion
+    write_pairs(tmp_path / "aligned" / "K1_seed0" / "pairs_generated_masks", aligned, masks, names)
+    write_images(tmp_path / "references" / "K1_seed0" / "images", torch.full((1, 3, 96, 96), 0.5), ["r"])
+    out = tmp_path / "stats.json"
+    subprocess.run([sys.executable, str(BENCH / "pair_statistics.py"), str(tmp_path), "--out", str(out)], check=True,
+                   capture_output=True)
+    report = json.loads(out.read_text())
+    pairs = report["pairs"]
+    assert set(pairs) == {"source (real)", "stage1", "aligned K1_seed0"}
+    assert pairs["stage1"]["brightness_mean"] == pytest.approx(0.25, abs=0.01)  # 8-bit rounding
+    assert pairs["stage1"]["lesion_visibility"] == pytest.approx(0.0, abs=0.01)
+    assert pairs["aligned K1_seed0"]["lesion_visibility"] == pytest.approx(1.0, abs=0.02)  # [-1, 1] scale
+    assert report["references"]["K1_seed0"] == {"count": 1, "brightness_mean": pytest.approx(0.75, abs=0.01)}
