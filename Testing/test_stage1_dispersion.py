@@ -58,3 +58,12 @@ def test_pair_statistics_reads_every_pair_set_of_a_benchmark_folder(tmp_path):
     assert pairs["stage1"]["lesion_visibility"] == pytest.approx(0.0, abs=0.01)
     assert pairs["aligned K1_seed0"]["lesion_visibility"] == pytest.approx(1.0, abs=0.02)  # [-1, 1] scale
     assert report["references"]["K1_seed0"] == {"count": 1, "brightness_mean": pytest.approx(0.75, abs=0.01)}
+
+
+def test_table_prints_a_missing_value_as_nan(capsys):
+    columns = dispersion.COLUMNS[:1] + [("fid_el0_to_val", "fid_el0", ".1f")]
+    dispersion.print_table({"real": {"brightness_mean": 0.2}, "model": {"brightness_mean": 0.25,
+                                                                         "fid_el0_to_val": 1068.9}}, columns)
+    header, real, model = capsys.readouterr().out.splitlines()
+    assert header.split() == ["brightness", "fid_el0"]
+    assert real.split() == ["real", "0.200", "nan"] and model.split() == ["model", "0.250", "1068.9"]

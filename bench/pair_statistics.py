@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from AlignFlowLib.bench.protocol import bench_config  # noqa: E402
 from AlignFlowLib.data.folders import load_pairs, load_references  # noqa: E402
-from stage1_dispersion import image_statistics  # noqa: E402
+from stage1_dispersion import COLUMNS, image_statistics, print_table  # noqa: E402
 
 
 def main() -> int:
@@ -41,12 +41,7 @@ def main() -> int:
         images = load_references(set_dir / "images", data).images
         references[set_dir.name] = {"count": len(images),
                                     "brightness_mean": float(((images.float() + 1) / 2).mean())}
-    width = max(len(name) for name in rows)
-    print(f"{'':{width}}  count  brightness  sd_across  within_sd  lesion_vis  mask_area")
-    for name, row in rows.items():
-        print(f"{name:{width}}  {row['count']:5d}  {row['brightness_mean']:10.3f}  "
-              f"{row['brightness_sd_across_images']:9.4f}  {row['within_image_sd_mean']:9.3f}  "
-              f"{row['lesion_visibility']:10.3f}  {row['mask_area']:9.3f}")
+    print_table(rows, [("count", "count", "d")] + COLUMNS + [("mask_area", "mask_area", ".3f")])
     for name, row in references.items():
         print(f"references {name}: {row['count']} images, brightness {row['brightness_mean']:.3f}")
     if args.out:

@@ -57,6 +57,20 @@ def image_statistics(images: torch.Tensor, masks: torch.Tensor) -> dict[str, flo
             "lesion_visibility": mask_visibility(images, masks)}
 
 
+# (key, header, format) of the image statistics, in print order
+COLUMNS = [("brightness_mean", "brightness", ".3f"), ("brightness_sd_across_images", "sd_across", ".4f"),
+           ("within_image_sd_mean", "within_sd", ".3f"), ("lesion_visibility", "lesion_vis", ".3f")]
+
+
+def print_table(rows: dict[str, dict[str, float]], columns: list[tuple[str, str, str]]) -> None:
+    """One line per row, aligned under the headers; a value a row lacks prints as nan."""
+    width = max(len(name) for name in rows)
+    print(f"{'':{width}}  " + "  ".join(header for _, header, _ in columns))
+    for name, row in rows.items():
+        cells = [f"{row.get(key, float('nan')):{len(header)}{spec}}" for key, header, spec in columns]
+        print(f"{name:{width}}  " + "  ".join(cells))
+
+
 def parse_named(values: list[str], what: str) -> dict[str, str]:
     named = {}
     for value in values:
@@ -94,7 +108,8 @@ def main() -> int:
         config = bench_config(args.preset, tuple(settings[name]))
         path = args.work / name / "image_generator.pt"
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_file() and from_dict(ImageGeneratorConfig, load_checkpoint(path)["config"]) != config.image_generator:
+        stored = from_dict(ImageGeneratorConfig, load_checkpoint(path)["config"]) if path.is_file() else None
+        if stored is not None and stored != config.image_generator:
             raise SystemExit(f"error: {path}: trained with other settings than variant {name!r}; choose a new --work")
         started = time.monotonic()
         train_image_generator(source, config.image_generator, config.data, device, path, resume=path.is_file())
@@ -110,17 +125,10 @@ def main() -> int:
         rows[name] = image_statistics(images, val.masks)
         metrics = generator_metrics(extractor, images, val.images)
         rows[name].update(fid_el0_to_val=metrics["fid_el0"], kid_el0_to_val=metrics["kid_el0"])
-    report = {"source": str(args.source), "val": str(args.val), "preset": args.preset, "cpu_bf16": bf16, "num_val": len(val),
-              "sampler": to_dict(base.synthesis.sampler),
-              "variants": settings, "training_seconds": seconds, "checkpoints": {k: str(v) for k, v in
-                                                                                 checkpoints.items()},
-              "rows": rows}
-    width = max(len(name) for name in rows)
-    print(f"{'':{width}}  brightness  sd_across  within_sd  lesion_vis  fid_el0  kid_el0")
-    for name, row in rows.items():
-        print(f"{name:{width}}  {row['brightness_mean']:10.3f}  {row['brightness_sd_across_images']:9.4f}  "
-              f"{row['within_image_sd_mean']:9.3f}  {row['lesion_visibility']:10.3f}  "
-              f"{row.get('fid_el0_to_val', float('nan')):7.1f}  {row.get('kid_el0_to_val', float('nan')):7.3f}")
+    report = {"source": str(args.source), "val": str(args.val), "preset": args.preset, "cpu_bf16": bf16,
+              "num_val": len(val), "sampler": to_dict(base.synthesis.sampler), "variants": settings,
+              "training_seconds": seconds, "checkpoints": {k: str(v) for k, v in checkpoints.items()}, "rows": rows}
+    print_table(rows, COLUMNS + [("fid_el0_to_val", "fid_el0", ".1f"), ("kid_el0_to_val", "kid_el0", ".3f")])
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=1) + "\n")
