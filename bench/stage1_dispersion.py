@@ -112,7 +112,7 @@ def main() -> int:
         if stored is not None and stored != config.image_generator:
             raise SystemExit(f"error: {path}: trained with other settings than variant {name!r}; choose a new --work")
         started = time.monotonic()
-        train_image_generator(source, config.image_generator, config.data, device, path, resume=path.is_file())
+        train_image_generator(source, config.image_generator, config.data, device, path, resume=stored is not None)
         seconds[name] = round(time.monotonic() - started, 1)
         checkpoints[name] = path
 
