@@ -231,3 +231,27 @@ def test_a_resumed_run_continues_its_smoothed_loss_curve(tmp_path):
     expected, resumed = load_checkpoint(whole)["history"], load_checkpoint(cut)["history"]
     assert resumed["step"] == expected["step"] == [10, 20, 30, 40]
     assert resumed["loss"] == pytest.approx(expected["loss"], rel=1e-5)
+
+
+def test_noise_drawn_on_the_device_is_decided_by_the_stored_cpu_stream():
+    """The CUDA path (exercised here with a CPU 'device' generator): one seed from the CPU stream decides the noise,
+    so a run resumed from a stored CPU state redraws it; the CPU path draws exactly what torch.randn would."""
+    from AlignFlowLib.device import gaussian_noise
+
+    cpu = torch.device("cpu")
+    stream = torch.Generator().manual_seed(7)
+    state = stream.get_state()
+    first = gaussian_noise((2, 3, 4, 4), stream, cpu, torch.Generator())
+    after_first = stream.get_state()
+    second = gaussian_noise((2, 3, 4, 4), stream, cpu, torch.Generator())
+    assert not torch.equal(first, second)  # the stream moves on
+    stream.set_state(state)  # resume from the stored state
+    assert torch.equal(gaussian_noise((2, 3, 4, 4), stream, cpu, torch.Generator().manual_seed(123)), first)
+    assert torch.equal(stream.get_state(), after_first)  # one seed drawn, not the values
+    reference = torch.Generator().manual_seed(7)
+    torch.randint(2**62, (1,), generator=reference)
+    assert torch.equal(reference.get_state(), after_first)
+
+    stream.set_state(state)
+    assert torch.equal(gaussian_noise((2, 3, 4, 4), stream, cpu), torch.randn((2, 3, 4, 4),
+                                                                              generator=torch.Generator().manual_seed(7)))

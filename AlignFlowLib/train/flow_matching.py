@@ -14,7 +14,7 @@ import torch
 from .. import distributed
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import to_dict
-from ..device import autocast, compiled, seeded_generator, to_device
+from ..device import autocast, compiled, gaussian_noise, seeded_generator, to_device
 from ..events import EventCallback, StageProgress, ignore_events
 from ..flow.ema import make_ema, update_ema
 from ..flow.path import flow_matching_loss, interpolate, sample_time
@@ -65,6 +65,7 @@ def train_flow_model(kind: str, batch_fn: BatchFn, config: Any, meta: dict[str, 
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
                                   weight_decay=getattr(config, "weight_decay", 0.0))
     generator = seeded_generator(config.seed)
+    noise_generator = seeded_generator(0, device) if device.type == "cuda" else None  # reseeded from `generator`
     history: dict[str, list] = {"step": [], "loss": []}
     step = 0
 
@@ -92,7 +93,7 @@ def train_flow_model(kind: str, batch_fn: BatchFn, config: Any, meta: dict[str, 
     while step < config.num_steps:
         # Sample path: the global batch, then this rank's rows of it.
         x1, mask = batch_fn(generator)
-        x0 = to_device(torch.randn(x1.shape, generator=generator), device)
+        x0 = gaussian_noise(tuple(x1.shape), generator, device, noise_generator)
         t = to_device(sample_time(x1.shape[0], config.t_sampling, config.t_logit_mean, config.t_logit_std,
                                 generator), device)
         x0, x1, t, mask = distributed.shard(x0, x1, t, mask)
