@@ -25,20 +25,21 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c 'import torch, monai; print("torch", torch.__version__, "monai", monai.__version__, "cuda", torch.version.cuda)'
 
 # The leases of 2026-11-26 (bench/results/h200-lease-2026-11-26*/) measured precision, compile in the loops, the
-# loop overhead and the one-GPU scaling row. What they left open comes first here.
-step "0. profile of the stage-1 loop, eager and compiled (the loop's ~14 ms per step over a bare step, both modes)"
-timeout "$(cap 40)" python3 bench/profile_step.py --device cuda --out-dir "$OUT" | head -45
-timeout "$(cap 120)" python3 bench/profile_step.py --device cuda --compile --out-dir "$OUT" | head -45
+# loop overhead, a compiled profile and the one-GPU scaling row. What they left open comes first here.
+step "0. loop overhead after the noise moved to the GPU (one run each so far: eager 1.24x, compiled 1.03x): two more"
+for run in 1 2; do
+  timeout "$(cap 70)" python3 bench/step_overhead.py --device cuda --model default --size 128 --batch 32 --steps 20 \
+      --out "$OUT/step_overhead-run$run-cuda.json" | grep -E "ratio|_s\""
+  timeout "$(cap 110)" python3 bench/step_overhead.py --device cuda --model default --size 128 --batch 32 --steps 20 \
+      --compile --out "$OUT/step_overhead-compiled-run$run-cuda.json" | grep -E "ratio|_s\""
+done
 
-step "0b. the segmenter's loop in fp32, default and protocol (strong augmentation, per sample on the GPU) recipes"
+step "0b. the protocol's segmenter loop with its augmentation applied to the batch at once (71.1 ms one at a time)"
 timeout "$(cap 60)" python3 bench/compile_loops.py --device cuda --only segmenter,segmenter_strong_augment \
     --out "$OUT/compile_loops-segmenter-cuda.json" | grep -E "eager|compiled \{"
 
-step "1. the mask generator under --compile (1.64x in one run, 0.85x in the next): two more runs"
-for run in 1 2; do
-  timeout "$(cap 80)" python3 bench/compile_loops.py --device cuda --only mask_generator \
-      --out "$OUT/compile_loops-mask-run$run-cuda.json" | grep -E "eager|compiled \{"
-done
+step "1. the eager profile of the stage-1 loop (its 40 s cap was too short last time)"
+timeout "$(cap 90)" python3 bench/profile_step.py --device cuda --out-dir "$OUT" | head -45
 
 step "2. every benchmark stage on CUDA with --compile (smoke preset, 2 worker processes on the one GPU)"
 timeout "$(cap 220)" python3 -m AlignFlowLib.cli bench polyp --data .gpu/polyp --preset smoke --device cuda --workers 2 \
