@@ -43,7 +43,8 @@ def test_pair_statistics_reads_every_pair_set_of_a_benchmark_folder(tmp_path):
     masks[:, :, 30:60, 30:60] = 1
     names = ["a", "b", "c"]
     write_pairs(tmp_path / "source_pairs", torch.full((3, 3, 96, 96), 0.0), masks, names)      # brightness 0.5
-    write_pairs(tmp_path / "stage1_pairs", torch.full((3, 3, 96, 96), -0.5), masks, names)     # 0.25
+    stage1 = torch.stack([torch.full((3, 96, 96), value) for value in (-0.5, -0.3, 0.0)])     # 0.25, 0.35, 0.5
+    write_pairs(tmp_path / "stage1_pairs", stage1, masks, names)
     aligned = torch.full((3, 3, 96, 96), -0.5)
     aligned[:, :, 30:60, 30:60] = 0.5                                                          # a visible lesion
     write_pairs(tmp_path / "aligned" / "K1_seed0" / "pairs_generated_masks", aligned, masks, names)
@@ -54,10 +55,15 @@ def test_pair_statistics_reads_every_pair_set_of_a_benchmark_folder(tmp_path):
     report = json.loads(out.read_text())
     pairs = report["pairs"]
     assert set(pairs) == {"source (real)", "stage1", "aligned K1_seed0"}
-    assert pairs["stage1"]["brightness_mean"] == pytest.approx(0.25, abs=0.01)  # 8-bit rounding
+    assert pairs["stage1"]["brightness_mean"] == pytest.approx(1.1 / 3, abs=0.01)  # 8-bit rounding
     assert pairs["stage1"]["lesion_visibility"] == pytest.approx(0.0, abs=0.01)
+    assert pairs["source (real)"]["feature_spread"] == pytest.approx(0.0, abs=1e-3)  # three identical images
+    assert pairs["stage1"]["feature_spread"] > 0.1                                   # three different ones
+    assert pairs["source (real)"]["feature_shift_from_source"] == 0.0
+    assert pairs["aligned K1_seed0"]["feature_shift_from_source"] > 0.1
+    assert report["references"]["K1_seed0"]["feature_spread"] == pytest.approx(0.0, abs=1e-3)  # one image
     assert pairs["aligned K1_seed0"]["lesion_visibility"] == pytest.approx(1.0, abs=0.02)  # [-1, 1] scale
-    assert report["references"]["K1_seed0"] == {"count": 1, "brightness_mean": pytest.approx(0.75, abs=0.01)}
+    assert report["references"]["K1_seed0"]["brightness_mean"] == pytest.approx(0.75, abs=0.01)
 
 
 def test_table_prints_a_missing_value_as_nan(capsys):

@@ -1,7 +1,11 @@
-"""Brightness, contrast and lesion visibility of every pair set a benchmark folder wrote (its 96-px source copy,
-stage 1's synthetic pairs, each reference set's aligned pairs) and of its reference images. Reads no target test
+"""Brightness, contrast, lesion visibility and deep-feature spread of every pair set a benchmark folder wrote (its
+96-px source copy, stage 1's synthetic pairs, each reference set's aligned pairs) and of its reference images. Reads no target test
 image and trains nothing, so it works for `bench pairs` folders too (bench/pair_diagnostics.py needs the polyp
 layout and the test frames).
+
+Feature spread is the RMS distance of a set's EfficientNet-Lite0 pooled features (the reward's deep features) to
+their mean: it tells whether alignment narrowed what the generator draws (a collapse onto the K references) or not.
+Feature shift is the distance of a set's feature mean from the source pairs' mean.
 
     python bench/pair_statistics.py RUN_DIR [--preset cpu] [--out FILE.json]
 """
@@ -13,11 +17,25 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from AlignFlowLib.bench.protocol import bench_config  # noqa: E402
 from AlignFlowLib.data.folders import load_pairs, load_references  # noqa: E402
+from AlignFlowLib.reward.features import load_feature_extractor  # noqa: E402
 from stage1_dispersion import COLUMNS, image_statistics, print_table  # noqa: E402
+
+
+def deep_features(images: torch.Tensor, feature_size_px: int) -> torch.Tensor:
+    extractor = load_feature_extractor(feature_size_px, 0.0, "cpu")
+    with torch.no_grad():
+        return torch.cat([extractor.deep_features(images[i:i + 64].float()) for i in range(0, len(images), 64)])
+
+
+def feature_spread(features: torch.Tensor) -> float:
+    """RMS distance of the rows to their mean."""
+    return float((features - features.mean(0)).pow(2).sum(1).mean().sqrt())
 
 
 def main() -> int:
@@ -26,24 +44,34 @@ def main() -> int:
     parser.add_argument("--preset", default="cpu", help="benchmark preset whose image size the folder used")
     parser.add_argument("--out", type=Path, help="write the table as JSON here")
     args = parser.parse_args()
-    data = bench_config(args.preset).data
+    config = bench_config(args.preset)
+    data, feature_size_px = config.data, config.align.feature_size_px
     folders = {"source (real)": args.run / "source_pairs", "stage1": args.run / "stage1_pairs"}
     for set_dir in sorted((args.run / "aligned").glob("*")):
         folders[f"aligned {set_dir.name}"] = set_dir / "pairs_generated_masks"
-    rows = {}
+    rows, source_mean = {}, None
     for name, folder in folders.items():
         if (folder / "images").is_dir():
             pairs = load_pairs(folder, data)
+            features = deep_features(pairs.images, feature_size_px)
+            if name == "source (real)":  # read first
+                source_mean = features.mean(0)
             rows[name] = {"count": len(pairs), **image_statistics(pairs.images, pairs.masks),
-                          "mask_area": float(pairs.masks.float().mean())}
+                          "mask_area": float(pairs.masks.float().mean()), "feature_spread": feature_spread(features)}
+            if source_mean is not None:
+                rows[name]["feature_shift_from_source"] = float((features.mean(0) - source_mean).norm())
     references = {}
     for set_dir in sorted((args.run / "references").glob("*")):
         images = load_references(set_dir / "images", data).images
         references[set_dir.name] = {"count": len(images),
-                                    "brightness_mean": float(((images.float() + 1) / 2).mean())}
-    print_table(rows, [("count", "count", "d")] + COLUMNS + [("mask_area", "mask_area", ".3f")])
+                                    "brightness_mean": float(((images.float() + 1) / 2).mean()),
+                                    "feature_spread": feature_spread(deep_features(images, feature_size_px))}
+    print_table(rows, [("count", "count", "d")] + COLUMNS + [("mask_area", "mask_area", ".3f"),
+                                                            ("feature_spread", "feat_spread", ".2f"),
+                                                            ("feature_shift_from_source", "feat_shift", ".2f")])
     for name, row in references.items():
-        print(f"references {name}: {row['count']} images, brightness {row['brightness_mean']:.3f}")
+        print(f"references {name}: {row['count']} images, brightness {row['brightness_mean']:.3f}, "
+              f"feature spread {row['feature_spread']:.2f}")
     if args.out:
         args.out.write_text(json.dumps({"run": str(args.run), "pairs": rows, "references": references},
                                        indent=1) + "\n")
