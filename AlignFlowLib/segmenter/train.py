@@ -149,7 +149,8 @@ def train_segmenter(images: torch.Tensor, masks: torch.Tensor, config: Segmenter
         if num_synthetic:
             index = torch.randint(len(synthetic_images), (num_synthetic,), generator=generator)
             parts_x.append(synthetic_images[index]), parts_y.append(synthetic_masks[index])
-        # Augmented on the device, from draws made on the CPU generator (the same transforms on any device).
+        # Augmented on the device, from draws made on the CPU generator (the same transforms on any device, except
+        # the strong recipe's pixel noise, which a GPU draws itself from a seed: baselines/augment.py).
         x, y = to_device(torch.cat(parts_x), device).float(), to_device(torch.cat(parts_y), device).float()
         if config.augment:
             x, y = augment_pairs(x, y, generator)
