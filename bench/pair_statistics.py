@@ -1,7 +1,7 @@
 """Brightness, contrast, lesion visibility and deep-feature spread of every pair set a benchmark folder wrote (its
-96-px source copy, stage 1's synthetic pairs, each reference set's aligned pairs) and of its reference images. Reads no target test
-image and trains nothing, so it works for `bench pairs` folders too (bench/pair_diagnostics.py needs the polyp
-layout and the test frames).
+96-px source copy, stage 1's synthetic pairs, each reference set's aligned pairs) and of its reference images. Reads
+no target test image and trains nothing, so it works for `bench pairs` folders too (bench/pair_diagnostics.py needs
+the polyp layout and the test frames).
 
 Feature spread is the RMS distance of a set's EfficientNet-Lite0 pooled features (the reward's deep features) to
 their mean: it tells whether alignment narrowed what the generator draws (a collapse onto the K references) or not.

@@ -24,7 +24,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ..device import to_device
+from ..device import seeded_generator, to_device
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,23 @@ def _photometric(image: torch.Tensor, draws: _Draws) -> torch.Tensor:
     return x.clamp(-1.0, 1.0)
 
 
+def flip_rows(flags: torch.Tensor, dim: int, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Flip along `dim` the rows of every (N, ·, H, W) tensor whose flag in `flags` (N,) (bool, on the CPU) is set."""
+    chosen = to_device(flags, tensors[0].device).view(-1, 1, 1, 1)
+    return tuple(torch.where(chosen, tensor.flip(dim), tensor) for tensor in tensors)
+
+
+def turn_rows(turns: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Turn row i of every (N, ·, S, S) tensor by `turns[i]` quarter turns (`turns` (N,) on the CPU), in place."""
+    for k in (1, 2, 3):
+        chosen = (turns == k).nonzero().squeeze(1)
+        if len(chosen):
+            chosen = to_device(chosen, tensors[0].device)
+            for tensor in tensors:
+                tensor[chosen] = tensor[chosen].rot90(k, (-2, -1))
+    return tensors
+
+
 def _one_at_a_time(images: torch.Tensor, masks: torch.Tensor, draws: list[_Draws]
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     out_images, out_masks = [], []
@@ -130,7 +147,7 @@ def _one_at_a_time(images: torch.Tensor, masks: torch.Tensor, draws: list[_Draws
 def _batch_noise(draws: list[_Draws], shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
     if draws[0].noise.dim() > 0:  # drawn on the CPU
         return to_device(torch.stack([drawn.noise for drawn in draws]), device)
-    generator = torch.Generator(device=device)
+    generator = seeded_generator(0, device)  # reseeded per pair
     rows = []
     for drawn in draws:
         generator.manual_seed(int(drawn.noise))
@@ -154,29 +171,15 @@ def _all_at_once(images: torch.Tensor, masks: torch.Tensor, draws: list[_Draws]
         x = torch.einsum("nij,njhw->nihw", _beside(torch.stack([drawn.mixing for drawn in draws]), x), x)
     unit = ((x.clamp(-1, 1) + 1) / 2)
     x = unit ** column([drawn.gamma for drawn in draws]) * 2 - 1
-    blurred = [i for i, drawn in enumerate(draws) if drawn.blur_sigma is not None]
-    if blurred:
-        x = torch.stack([_gaussian_blur(row, draws[i].blur_sigma) if draws[i].blur_sigma is not None else row
-                         for i, row in enumerate(x)])
+    if any(drawn.blur_sigma is not None for drawn in draws):
+        x = torch.stack([row if drawn.blur_sigma is None else _gaussian_blur(row, drawn.blur_sigma)
+                         for row, drawn in zip(x, draws)])
     x = x + _batch_noise(draws, tuple(x.shape[1:]), x.device) * column([drawn.noise_sigma for drawn in draws])
     x = x.clamp(-1.0, 1.0).to(images.dtype)
 
-    def where(flags: list[bool], flipped: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
-        return torch.where(to_device(torch.tensor(flags).view(-1, 1, 1, 1), kept.device), flipped, kept)
-
-    widths = [drawn.flip_width for drawn in draws]
-    x, masks = where(widths, x.flip(-1), x), where(widths, masks.flip(-1), masks)
-    heights = [drawn.flip_height for drawn in draws]
-    x, masks = where(heights, x.flip(-2), x), where(heights, masks.flip(-2), masks)
-    turns = torch.tensor([drawn.quarter_turns for drawn in draws])
-    x, masks = x.clone(), masks.clone()
-    for k in (1, 2, 3):
-        chosen = (turns == k).nonzero().squeeze(1)
-        if len(chosen):
-            chosen = to_device(chosen, x.device)
-            x[chosen] = x[chosen].rot90(k, (-2, -1))
-            masks[chosen] = masks[chosen].rot90(k, (-2, -1))
-    return x, masks
+    x, masks = flip_rows(torch.tensor([drawn.flip_width for drawn in draws]), -1, x, masks)
+    x, masks = flip_rows(torch.tensor([drawn.flip_height for drawn in draws]), -2, x, masks)
+    return turn_rows(torch.tensor([drawn.quarter_turns for drawn in draws]), x, masks)
 
 
 def classic_augment(images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator,

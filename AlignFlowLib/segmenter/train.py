@@ -15,7 +15,7 @@ from ..config import SegmenterConfig, from_dict
 from ..device import autocast, seeded_generator, to_device
 from ..errors import InputDataError, RunFolderError
 from ..events import EventCallback, StageProgress, ignore_events
-from ..baselines.augment import classic_augment
+from ..baselines.augment import classic_augment, flip_rows, turn_rows
 from ..flow.ema import make_ema, update_ema
 from ..train.running_loss import RunningLoss
 from .metrics import dice_iou, summarize
@@ -32,15 +32,8 @@ def augment_pairs(images: torch.Tensor, masks: torch.Tensor, generator: torch.Ge
     and nothing here makes the host wait for the GPU.
     """
     batch, device = images.shape[0], images.device
-    flip = to_device(torch.rand(batch, generator=generator) < 0.5, device).view(batch, 1, 1, 1)
-    images, masks = torch.where(flip, images.flip(-1), images), torch.where(flip, masks.flip(-1), masks)
-    turns = torch.randint(4, (batch,), generator=generator)
-    for k in (1, 2, 3):
-        chosen = (turns == k).nonzero().squeeze(1)
-        if len(chosen):
-            chosen = to_device(chosen, device)
-            images[chosen] = images[chosen].rot90(k, (-2, -1))
-            masks[chosen] = masks[chosen].rot90(k, (-2, -1))
+    images, masks = flip_rows(torch.rand(batch, generator=generator) < 0.5, -1, images, masks)
+    images, masks = turn_rows(torch.randint(4, (batch,), generator=generator), images, masks)  # new tensors: in place
     contrast = to_device(1 + 0.2 * (torch.rand(batch, 1, 1, 1, generator=generator) - 0.5), device)
     brightness = to_device(0.2 * (torch.rand(batch, 1, 1, 1, generator=generator) - 0.5), device)
     gamma = to_device(torch.exp(0.3 * (torch.rand(batch, 1, 1, 1, generator=generator) - 0.5)), device)
