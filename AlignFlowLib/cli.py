@@ -106,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--num", type=int, default=None, help="number of pairs")
     synth.add_argument("--mask-source", choices=("generated", "source"), default=None,
                        help="new masks from the mask generator, or real source masks (ablation)")
+    synth.add_argument("--start-time", type=float, default=None,
+                       help="0 (default): images from noise; T0 in (0, 0.95]: translate each real source pair, "
+                            "regenerating its appearance from time T0 and keeping its mask (needs --mask-source "
+                            "source)")
     synth.add_argument("--generator", choices=("aligned", "stage1"), default="aligned")
     synth.add_argument("--sampler", choices=("euler", "heun"), default=None)
     synth.add_argument("--sampler-steps", type=int, default=None)
@@ -282,7 +286,8 @@ OPTION_FIELDS = {
     "align_steps": "align.num_steps", "segmenter_steps": "segmenter.num_steps", "num": "synthesis.num_pairs",
     "seed": "seed", "adapter": "align.adapter", "sampler": "synthesis.sampler.method",
     "sampler_steps": "synthesis.sampler.num_steps", "guidance": "synthesis.sampler.guidance_scale",
-    "mask_source": "synthesis.mask_source", "arch": "segmenter.architecture", "ratio": "segmenter.synthetic_ratio",
+    "mask_source": "synthesis.mask_source", "start_time": "synthesis.start_time", "arch": "segmenter.architecture",
+    "ratio": "segmenter.synthetic_ratio",
 }
 
 
@@ -379,6 +384,8 @@ def _command(args: argparse.Namespace, on_event) -> dict[str, Any]:
             synthesis = replace(synthesis, num_pairs=args.num)
         if args.mask_source:
             synthesis = replace(synthesis, mask_source=args.mask_source)
+        if args.start_time is not None:
+            synthesis = replace(synthesis, start_time=args.start_time)
         if args.seed is not None:
             synthesis = replace(synthesis, seed=args.seed)
         validate_options(replace(config, synthesis=synthesis), args)

@@ -145,8 +145,9 @@ class AlignConfig:
     checkpoint_activations: bool = True
     kernel: Annotated[str, OneOf(("rbf", "kid"))] = "rbf"  # rbf (multi-bandwidth) | kid (cubic polynomial)
     feature_size_px: Annotated[int, Range(32, 1024)] = 96  # images are resized to this before the feature extractor
-    # weight of early-layer channel mean/std (112-d) vs deep pooled (1280-d) features
-    style_weight: Annotated[float, NON_NEGATIVE] = 4.0
+    # weight of early-layer channel mean/std (112-d) vs deep pooled (1280-d) features; 0 since benchmark protocol v2
+    # (on a domain pair never used for tuning, weight 4 cost 3.5-5 mDice points; bench/PROTOCOL.md, Version 2)
+    style_weight: Annotated[float, NON_NEGATIVE] = 0.0
     # stage-1 flow-matching loss on source pairs (keeps the model a generator)
     anchor_weight: Annotated[float, NON_NEGATIVE] = 0.5
     # frozen source segmenter must find the conditioning mask
@@ -176,6 +177,10 @@ class SynthesisConfig:
     mask_source: Annotated[str, OneOf(("generated", "source"))] = "generated"
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     batch_size: Annotated[int, Range(1, 65536)] = 16
+    # 0: every image from pure noise. t0 in (0, 0.95]: translate instead (SDEdit, Meng et al. 2022): start at time t0
+    # from the real source image of each mask (mask_source=source) mixed with noise, so the pair keeps its real
+    # layout and exact mask and only the appearance is regenerated
+    start_time: Annotated[float, Range(0, 0.95)] = 0.0
 
 
 @dataclass(frozen=True)
@@ -267,6 +272,8 @@ def _cross_field_problems(config: Any) -> list[tuple[str, str]]:
         attended = [c for c, a in zip(config.channels, config.attention_levels) if a] + list(config.channels[-1:])
         if any(c % config.num_head_channels for c in attended):  # the middle block always attends
             problems.append(("num_head_channels", f"a divisor of the attended widths {attended}"))
+    if isinstance(config, SynthesisConfig) and config.start_time > 0 and config.mask_source != "source":
+        problems.append(("start_time", "0 unless mask_source is source (translation starts from each mask's image)"))
     if isinstance(config, AlignConfig) and config.grad_last_steps > config.sampler.num_steps:
         problems.append(("grad_last_steps", f"≤ sampler.num_steps ({config.sampler.num_steps})"))
     return problems

@@ -16,7 +16,7 @@ from . import distributed
 from .atomic import replace_folder
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import (ImageGeneratorConfig, MaskGeneratorConfig, RunConfig, SynthesisConfig, replace,
-                     to_dict)
+                     to_dict, validate)
 from .data.folders import PairSet, load_pairs, load_references, require_trainable, write_pairs
 from .errors import RunFolderError
 from .events import EventCallback, StageProgress, ignore_events
@@ -167,6 +167,7 @@ def synthesize(run: RunFolder, device: torch.device, config: SynthesisConfig | N
     `out_dir` held. `checkpoint` names an image generator outside the run folder (`generator` then only labels it)."""
     run_config, inputs = run.load_config()
     config = config or run_config.synthesis
+    validate(config, "synthesis.")  # callers pass edited copies (`replace` checks nothing)
     out_dir = Path(out_dir) if out_dir else run.synthetic
     if checkpoint is None:
         checkpoint = run.aligned_generator if generator == "aligned" else run.image_generator
@@ -186,13 +187,17 @@ def synthesize(run: RunFolder, device: torch.device, config: SynthesisConfig | N
     elif config.mask_source == "source":
         order = torch.arange(config.num_pairs) % len(pairs)
         masks, mask_stats = pairs.masks[order], {"source": "real source masks"}
+        if config.start_time > 0:
+            mask_stats["translated_from"] = f"the real source images of these masks, from t0 = {config.start_time:g}"
     else:
         raise ValueError(f"unknown mask source {config.mask_source!r}; choose generated or source")
     images = []
     for start in range(0, len(masks), config.batch_size):
         chunk = masks[start:start + config.batch_size]
         seeds = list(range(config.seed + start, config.seed + start + len(chunk)))
-        images.append(generate_images(image_model, chunk, seeds, config.sampler, device, config.batch_size))
+        init = pairs.images[order[start:start + len(chunk)]] if config.start_time > 0 else None
+        images.append(generate_images(image_model, chunk, seeds, config.sampler, device, config.batch_size,
+                                      init_images=init, start_time=config.start_time))
         progress.update(start + len(chunk))
     images_t = torch.cat(images) if images else torch.empty(0)
     names = [f"synth_{config.seed + k:06d}" for k in range(len(masks))]

@@ -29,19 +29,26 @@ def seeded_noise(seeds: list[int], shape: tuple[int, ...], stream: int = IMAGE_S
 
 
 def generate_images(model: VelocityUNet, masks: torch.Tensor, seeds: list[int], sampler: SamplerConfig,
-                    device: torch.device, batch_size: int = 16, compile_model: bool = True) -> torch.Tensor:
+                    device: torch.device, batch_size: int = 16, compile_model: bool = True,
+                    init_images: torch.Tensor | None = None, start_time: float = 0.0) -> torch.Tensor:
     """Images (N, C, H, W) in [−1, 1] for conditioning masks (N, 1, H, W), image k from noise seed seeds[k].
-    `compile_model=False` keeps a model that is still being trained out of `--compile` (alignment's evaluation)."""
+    `compile_model=False` keeps a model that is still being trained out of `--compile` (alignment's evaluation).
+    With `init_images` (N, C, H, W) and `start_time` t0 > 0, image k is translated instead: the path starts at
+    (1 − t0)·noise + t0·init_images[k], the point the flow-matching path of that image passes at t0."""
     shape = (model.data_channels, *masks.shape[-2:])
+    if start_time > 0 and (init_images is None or init_images.shape != (len(masks), *shape)):
+        raise ValueError(f"translation (start_time {start_time}) needs one {tuple(shape)} start image per mask")
     out = []
     model.eval()
     net = compiled(model) if compile_model else model
     for start in range(0, len(masks), batch_size):
         mask = masks[start:start + batch_size].to(device)
-        noise = seeded_noise(seeds[start:start + batch_size], shape).to(device)
+        x0 = seeded_noise(seeds[start:start + batch_size], shape).to(device)
+        if start_time > 0:
+            x0 = (1 - start_time) * x0 + start_time * init_images[start:start + batch_size].to(device)
         with autocast(device):
-            images = sample_ode(guided_velocity(net, mask, sampler.guidance_scale), noise, sampler.method,
-                                sampler.num_steps)
+            images = sample_ode(guided_velocity(net, mask, sampler.guidance_scale), x0, sampler.method,
+                                sampler.num_steps, start_time=start_time)
         out.append(images.float().clamp(-1, 1).cpu())
     return torch.cat(out) if out else torch.empty(0, *shape)
 

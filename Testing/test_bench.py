@@ -192,13 +192,15 @@ def test_bench_pairs_runs_the_protocol_on_plain_folders(tmp_path, capsys):
     assert main(["bench", "pairs", "--source", str(paths.source), "--preset", "smoke", "--device", "cpu",
                  "--out", str(tmp_path / "x")]) == 2  # --pool and --test are required for pairs
 
-    # An ablation on the same folders: one drawn set, stage 1 reused (not retrained), the reward changed.
+    # An ablation on the same folders: one drawn set, stage 1 reused (not retrained), the reward changed, and pairs
+    # translated from real source pairs, by stage 1 for the control and by the aligned generator for AlignFlow.
     folders = ["bench", "pairs", "--source", str(paths.source), "--pool", str(paths.references), "--test",
                str(paths.target_test), "--preset", "smoke", "--device", "cpu", "--progress", "jsonl"]
     ablation = tmp_path / "ablation"
     capsys.readouterr()
     code = main(folders + ["--out", str(ablation), "--reuse-stage1", str(out), "--references", "K1_seed1",
-                           "--methods", "stage1_synthetic,alignflow", "--set", "align.style_weight=2"])
+                           "--methods", "stage1_synthetic,alignflow", "--set", "align.style_weight=2",
+                           "--set", "synthesis.mask_source=source", "--set", "synthesis.start_time=0.5"])
     printed = capsys.readouterr().out
     assert code == 0, printed[-2000:]
     saved = json.loads((ablation / "results.json").read_text())
@@ -206,6 +208,9 @@ def test_bench_pairs_runs_the_protocol_on_plain_folders(tmp_path, capsys):
     events = [json.loads(line) for line in printed.splitlines() if line.startswith("{")]
     trained = {e.get("stage") for e in events if e.get("event") == "progress"}
     assert "align" in trained and not trained & {"image_generator", "mask_generator"}  # stage 1 copied, not trained
+    for pairs in (ablation / "stage1_pairs", ablation / "aligned" / "K1_seed1" / "pairs_source_masks"):
+        made = json.loads((pairs / "manifest.json").read_text())
+        assert made["config"]["start_time"] == 0.5 and made["config"]["mask_source"] == "source", pairs
     assert main(folders + ["--out", str(tmp_path / "y"), "--references", "K5_seed0"]) == 3  # not drawn from 4 images
     # A folder made before versions were stored (all version 1) keeps saying so when resumed: its settings win.
     config_path = out / "run" / "config.json"
@@ -420,3 +425,14 @@ def test_the_benchmark_applies_the_protocols_alignment_settings_under_explicit_o
     assert bench_config("cpu").align.style_weight == 0.0              # v2: the reward on deep features only
     assert bench_config("cpu", ("align.style_weight=4",)).align.style_weight == 4.0  # a v1-style ablation
     assert bench_config("cpu").segmenter.strong_augment is True        # the segmenter recipe still applies
+
+
+def test_the_products_alignment_is_the_one_the_protocol_measures():
+    """`alignflow run`, the demo and Slicer align with the library presets: the protocol's alignment recipe must
+    already hold there, or users would run a method other than the benchmarked one."""
+    from AlignFlowLib.config import RunConfig, apply_overrides
+    from AlignFlowLib.presets import DEFAULT, DEMO
+
+    recipe = load_protocol()["align_recipe"]
+    for preset in (RunConfig(), DEFAULT, DEMO):
+        assert apply_overrides(preset, recipe) == preset

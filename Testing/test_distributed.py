@@ -49,8 +49,17 @@ def _spawned(rank: int, port: int, job: str, out: str) -> None:
         distributed.shutdown()
 
 
-def _two_ranks(job: str, out: Path) -> None:
-    mp.start_processes(_spawned, args=(_free_port(), job, str(out)), nprocs=WORLD, start_method="spawn", join=True)
+def _two_ranks(job: str, out: Path, attempts: int = 3) -> None:
+    """A port found free can be taken before rank 0 binds it (the other xdist worker starts servers and gloo
+    connections), so a rendezvous that could not bind its port is retried on a new one; any other failure is not."""
+    for attempt in range(attempts):
+        try:
+            mp.start_processes(_spawned, args=(_free_port(), job, str(out)), nprocs=WORLD, start_method="spawn",
+                               join=True)
+            return
+        except mp.ProcessRaisedException as error:
+            if "address already in use" not in str(error).lower() or attempt == attempts - 1:
+                raise
 
 
 def _flow_job(out: Path) -> None:

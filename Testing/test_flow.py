@@ -47,6 +47,16 @@ def test_constant_velocity_is_integrated_exactly(method):
     assert torch.allclose(x1, x0 + velocity, atol=1e-6)
 
 
+def test_sampling_from_a_start_time_integrates_only_the_rest_of_the_path():
+    # v = t, linear in time: Heun (trapezoidal) is exact, so x(1) = x(t0) + (1 − t0²) / 2.
+    x_start = torch.zeros(2, 1, 3, 3)
+    for start_time in (0.0, 0.5, 0.8):
+        x1 = sample_ode(lambda x, t: t.view(-1, 1, 1, 1).expand_as(x), x_start, "heun", 4, start_time=start_time)
+        assert torch.allclose(x1, torch.full_like(x1, (1 - start_time ** 2) / 2), atol=1e-6), start_time
+    with pytest.raises(ValueError, match="start_time"):
+        sample_ode(lambda x, t: x, x_start, "euler", 4, start_time=1.0)
+
+
 def _linear_field_error(method: str, num_steps: int, a: float = 1.5) -> float:
     x0 = torch.ones(1, 1, 1, 1, dtype=torch.float32)
     x1 = sample_ode(lambda x, t: a * x, x0, method, num_steps)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from AlignFlowLib.checkpoint import load_checkpoint
 from AlignFlowLib.cli import main
 from AlignFlowLib.config import SamplerConfig, to_dict
 from AlignFlowLib.models.velocity import build_velocity_unet
-from AlignFlowLib.synthesis import generate_images
+from AlignFlowLib.synthesis import generate_images, seeded_noise
 
 from conftest import tiny_config
 
@@ -27,6 +28,22 @@ def test_pair_k_depends_on_seed_k_not_on_batch_size():
     assert torch.allclose(whole, split, atol=1e-5)
     assert torch.allclose(whole[3:], extended, atol=1e-5)
     assert not torch.allclose(whole[0], whole[1])
+
+
+def test_translation_starts_each_image_on_its_own_path_at_the_start_time():
+    config = tiny_config().image_generator
+    model = build_velocity_unet(3, 1, config).eval()
+    for parameter in model.parameters():  # a zero velocity field: the sampler leaves its start point as it is
+        parameter.data.zero_()
+    masks = (torch.rand(3, 1, 16, 16) > 0.5).float()
+    sources = torch.rand(3, 3, 16, 16) * 2 - 1
+    sampler, cpu = SamplerConfig(num_steps=3), torch.device("cpu")
+    noise = seeded_noise([4, 5, 6], (3, 16, 16))
+    assert torch.allclose(generate_images(model, masks, [4, 5, 6], sampler, cpu), noise.clamp(-1, 1))
+    translated = generate_images(model, masks, [4, 5, 6], sampler, cpu, init_images=sources, start_time=0.7)
+    assert torch.allclose(translated, (0.3 * noise + 0.7 * sources).clamp(-1, 1), atol=1e-6)
+    with pytest.raises(ValueError, match="start image"):
+        generate_images(model, masks, [4, 5, 6], sampler, cpu, init_images=sources[:2], start_time=0.7)
 
 
 def test_run_end_to_end_and_synthesize_again(tmp_path, phantom_paths, capsys):

@@ -69,7 +69,16 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, root: Path, *extra: str):
+    def __init__(self, root: Path, *extra: str, attempts: int = 3):
+        # A port found free can be taken before the server binds it (the other xdist worker runs gloo ranks), so a
+        # server that exits because its port is in use is started again on a new one; any other exit is an error.
+        for _ in range(attempts):
+            if self._start(root, extra):
+                return
+        raise RuntimeError(f"the server found its port in use {attempts} times: {self.log.read_text()[-2000:]}")
+
+    def _start(self, root: Path, extra: tuple[str, ...]) -> bool:
+        """True when the server answers; False when it could not bind its port."""
         self.port = _free_port()
         self.log = root.parent / f"serve-{self.port}.log"
         env = {k: v for k, v in os.environ.items() if k not in ("ALIGNFLOW_TOKEN", "TRAME_ARGS")}
@@ -80,10 +89,13 @@ class Server:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited: {self.log.read_text()[-2000:]}")
+                log = self.log.read_text()
+                if "address already in use" in log.lower():
+                    return False
+                raise RuntimeError(f"the server exited: {log[-2000:]}")
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=2).read()
-                return
+                return True
             except OSError:
                 time.sleep(0.5)
         raise RuntimeError("the server did not start in 120 s")

