@@ -48,13 +48,15 @@ def test_pair_statistics_reads_every_pair_set_of_a_benchmark_folder(tmp_path):
     aligned = torch.full((3, 3, 96, 96), -0.5)
     aligned[:, :, 30:60, 30:60] = 0.5                                                          # a visible lesion
     write_pairs(tmp_path / "aligned" / "K1_seed0" / "pairs_generated_masks", aligned, masks, names)
+    write_pairs(tmp_path / "aligned" / "K1_seed0" / "pairs_source_masks", stage1, masks, names)  # real masks
     write_images(tmp_path / "references" / "K1_seed0" / "images", torch.full((1, 3, 96, 96), 0.5), ["r"])
     out = tmp_path / "stats.json"
     subprocess.run([sys.executable, str(BENCH / "pair_statistics.py"), str(tmp_path), "--out", str(out)], check=True,
                    capture_output=True)
     report = json.loads(out.read_text())
     pairs = report["pairs"]
-    assert set(pairs) == {"source (real)", "stage1", "aligned K1_seed0"}
+    assert set(pairs) == {"source (real)", "stage1", "aligned K1_seed0", "aligned K1_seed0 (real masks)"}
+    assert pairs["aligned K1_seed0 (real masks)"]["brightness_mean"] == pytest.approx(1.1 / 3, abs=0.01)
     assert pairs["stage1"]["brightness_mean"] == pytest.approx(1.1 / 3, abs=0.01)  # 8-bit rounding
     assert pairs["stage1"]["lesion_visibility"] == pytest.approx(0.0, abs=0.01)
     assert pairs["source (real)"]["feature_spread"] == pytest.approx(0.0, abs=1e-3)  # three identical images

@@ -48,7 +48,9 @@ def main() -> int:
     data, feature_size_px = config.data, config.align.feature_size_px
     folders = {"source (real)": args.run / "source_pairs", "stage1": args.run / "stage1_pairs"}
     for set_dir in sorted((args.run / "aligned").glob("*")):
-        folders[f"aligned {set_dir.name}"] = set_dir / "pairs_generated_masks"
+        for folder in sorted(set_dir.glob("pairs_*_masks")):  # generated masks, or real ones (also translations)
+            real = "" if folder.name == "pairs_generated_masks" else " (real masks)"
+            folders[f"aligned {set_dir.name}{real}"] = folder
     rows, source_mean = {}, None
     for name, folder in folders.items():
         if (folder / "images").is_dir():
