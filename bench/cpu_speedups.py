@@ -1,6 +1,7 @@
 """What the CPU benchmark preset's speed choices buy, measured in one process with the variants interleaved so that
-machine noise hits them alike: bf16 autocast vs fp32 for one stage-1 generator step, and channels-last vs the default
-layout for one segmenter step (both at the preset's 96 px, batch 16). Prints and saves JSON.
+machine noise hits them alike: bf16 autocast vs fp32 for one stage-1 generator step, channels-last vs the default
+layout for one bf16 generator step and for one segmenter step (all at the preset's 96 px, batch 16). Prints and saves
+JSON.
 
     python bench/cpu_speedups.py [--size 96] [--batch 16] [--repeats 6] [--out bench/results/cpu_speedups.json]
 """
@@ -29,11 +30,13 @@ def _seconds(step) -> float:
     return time.perf_counter() - start
 
 
-def generator_step(bf16: bool, size: int, batch: int):
+def generator_step(bf16: bool, size: int, batch: int, channels_last: bool = False):
     config = BENCH_PRESETS["cpu"].run.image_generator
-    model = build_velocity_unet(3, 1, config)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = build_velocity_unet(3, 1, config).to(memory_format=fmt)
     optimizer = torch.optim.AdamW(model.parameters(), 1e-4)
     x, t, mask = torch.randn(batch, 3, size, size), torch.rand(batch), torch.rand(batch, 1, size, size).round()
+    x, mask = x.contiguous(memory_format=fmt), mask.contiguous(memory_format=fmt)
 
     def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -72,6 +75,7 @@ def main() -> None:
                 "segmenter_channels_last": segmenter_step(True, args.size, args.batch)}
     if cpu_bf16_supported():
         variants["generator_bf16"] = generator_step(True, args.size, args.batch)
+        variants["generator_bf16_channels_last"] = generator_step(True, args.size, args.batch, channels_last=True)
     for step in variants.values():
         step()  # warm-up: oneDNN picks its kernels on the first call
     times: dict[str, list[float]] = {name: [] for name in variants}
@@ -85,6 +89,8 @@ def main() -> None:
               "segmenter_speedup_channels_last": median["segmenter_default_layout"] / median["segmenter_channels_last"]}
     if "generator_bf16" in median:
         result["generator_speedup_bf16"] = median["generator_fp32"] / median["generator_bf16"]
+        result["generator_bf16_speedup_channels_last"] = (median["generator_bf16"]
+                                                          / median["generator_bf16_channels_last"])
     print(json.dumps(result, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
