@@ -5,7 +5,9 @@ Workloads are the `default` preset's networks (the GPU preset) at its sizes: an 
 (fwd + bwd + AdamW, batch 32, 128 px), a mask-generator step, a segmenter step (channels-last, BCE + soft Dice,
 as its loop trains; the lease of 2026-11-26 measured an earlier version: default memory format, BCE only), and a
 no-grad sampler evaluation at synthesis batch size (64). Variants: fp32 (PyTorch's defaults: TF32 convolutions, full fp32 matmuls), bf16 autocast
-(what the library uses on CUDA), bf16 autocast + `torch.compile` (default mode; its compile time is reported apart).
+(what the library uses on CUDA), bf16 autocast + `torch.compile` (default mode; its compile time is reported apart),
+and on request bf16 + channels-last for the generators and the sampler (cuDNN's NCHW<->NHWC conversions were 21 % of
+the compiled stage-1 loop's kernel time in the lease of 2026-11-26c; the segmenter is channels-last in every variant).
 Results are written after every measurement, so a run cut off by its time limit keeps what it measured.
 
     python bench/gpu_precision.py [--device cuda] [--steps 20] [--skip-compile] [--out bench/results/...]
@@ -45,6 +47,10 @@ def _precision(device: torch.device, variant: str):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
+def _layout(variant: str) -> torch.memory_format:
+    return torch.channels_last if variant.endswith("channels_last") else torch.contiguous_format
+
+
 def _workloads(device: torch.device) -> dict[str, Callable[[str], Callable[[], None]]]:
     """name -> (variant -> one step closure). Every closure owns a fresh model built with seed 0."""
     g = torch.Generator().manual_seed(0)
@@ -52,13 +58,15 @@ def _workloads(device: torch.device) -> dict[str, Callable[[str], Callable[[], N
     def flow_step(data_channels: int, condition_channels: int, config, batch: int):
         def make(variant: str) -> Callable[[], None]:
             torch.manual_seed(0)
-            model = build_velocity_unet(data_channels, condition_channels, config).to(device)
+            fmt = _layout(variant)
+            model = build_velocity_unet(data_channels, condition_channels, config).to(device).to(memory_format=fmt)
             rows = max(1, batch // BATCH_DIVISOR)
             net = torch.compile(model) if variant == "bf16+compile" else model
             optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-            x = (torch.rand(rows, data_channels, SIZE, SIZE, generator=g) * 2 - 1).to(device)
-            mask = (torch.rand(rows, 1, SIZE, SIZE, generator=g) > 0.5).float().to(device) \
-                if condition_channels else None
+            x = (torch.rand(rows, data_channels, SIZE, SIZE, generator=g) * 2 - 1).to(device).contiguous(
+                memory_format=fmt)
+            mask = (torch.rand(rows, 1, SIZE, SIZE, generator=g) > 0.5).float().to(device).contiguous(
+                memory_format=fmt) if condition_channels else None
             t = torch.rand(rows, generator=g).to(device)
 
             def step() -> None:
@@ -93,11 +101,12 @@ def _workloads(device: torch.device) -> dict[str, Callable[[str], Callable[[], N
 
     def sampler_eval(variant: str) -> Callable[[], None]:
         torch.manual_seed(0)
-        model = build_velocity_unet(3, 1, DEFAULT.image_generator).to(device).eval()
+        fmt = _layout(variant)
+        model = build_velocity_unet(3, 1, DEFAULT.image_generator).to(device).to(memory_format=fmt).eval()
         net = torch.compile(model) if variant == "bf16+compile" else model
         batch = max(1, DEFAULT.synthesis.batch_size // BATCH_DIVISOR)
-        x = torch.randn(batch, 3, SIZE, SIZE, generator=g).to(device)
-        mask = (torch.rand(batch, 1, SIZE, SIZE, generator=g) > 0.5).float().to(device)
+        x = torch.randn(batch, 3, SIZE, SIZE, generator=g).to(device).contiguous(memory_format=fmt)
+        mask = (torch.rand(batch, 1, SIZE, SIZE, generator=g) > 0.5).float().to(device).contiguous(memory_format=fmt)
         t = torch.full((batch,), 0.5).to(device)
 
         def step() -> None:
@@ -137,7 +146,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=20, help="steps per timed block (three blocks)")
     parser.add_argument("--skip-compile", action="store_true")
     parser.add_argument("--only", default=None, help="comma list of workloads (default: all)")
-    parser.add_argument("--variants", default="fp32,bf16,bf16+compile", help="comma list")
+    parser.add_argument("--variants", default="fp32,bf16,bf16+compile",
+                        help="comma list of fp32, bf16, bf16+compile, bf16+channels_last")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--batch-divisor", type=int, default=1, help="smaller batches (to check the script on a CPU)")
     args = parser.parse_args()
@@ -167,7 +177,7 @@ def main() -> int:
                 entry[variant] = {"s_per_step": per_step, "warmup_s": round(warm, 2)}
                 if "fp32" in entry:
                     entry[variant]["speedup_vs_fp32"] = round(entry["fp32"]["s_per_step"] / per_step, 3)
-                if variant == "bf16+compile" and "bf16" in entry:
+                if variant in ("bf16+compile", "bf16+channels_last") and "bf16" in entry:
                     entry[variant]["speedup_vs_bf16"] = round(entry["bf16"]["s_per_step"] / per_step, 3)
                 print(f"{workload:>28} {variant:>13}: {per_step * 1e3:8.2f} ms/step (warm-up {warm:.1f} s)",
                       flush=True)

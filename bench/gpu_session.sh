@@ -38,6 +38,10 @@ step "0b. the protocol's segmenter loop with its augmentation applied to the bat
 timeout "$(cap 60)" python3 bench/compile_loops.py --device cuda --only segmenter,segmenter_strong_augment \
     --out "$OUT/compile_loops-segmenter-cuda.json" | grep -E "eager|compiled \{"
 
+step "0c. channels-last for the generators and the sampler in bf16 (cuDNN layout conversions: 21 % of kernel time)"
+timeout "$(cap 60)" python3 bench/gpu_precision.py --device cuda --only image_generator_train_step,sampler_eval_batch64 \
+    --variants bf16,bf16+channels_last --out "$OUT/gpu_precision-channels-last-cuda.json" | grep "ms/step"
+
 step "1. the eager profile of the stage-1 loop (its 40 s cap was too short last time)"
 timeout "$(cap 90)" python3 bench/profile_step.py --device cuda --out-dir "$OUT" | head -45
 
