@@ -1,5 +1,6 @@
 """Does stage 1 give the same generators twice? Retrains a benchmark folder's stage 1 (its stored settings and source
-pairs, the bench's CPU precision choice) in a work folder and compares every stored tensor with the folder's own.
+pairs, the CPU precision its results.json records) in a work folder and compares every stored tensor with the
+folder's own.
 
     python bench/stage1_determinism.py --bench-out bench/results/cpu-96px-v2 --work /tmp/stage1-again \
         [--out bench/results/stage1-determinism-cpu.json] [--note TEXT]
@@ -58,14 +59,17 @@ def main() -> None:
     args = parser.parse_args()
     stored = json.loads((args.bench_out / "run" / "config.json").read_text())
     config = from_dict(RunConfig, stored["config"])
-    bf16 = set_cpu_bf16(BENCH_PRESETS["cpu"].cpu_bf16)
+    results = args.bench_out / "results.json"
+    recorded = json.loads(results.read_text()) if results.is_file() else {}
+    bf16 = set_cpu_bf16(recorded.get("cpu_bf16", BENCH_PRESETS["cpu"].cpu_bf16))
     run, _, _ = pipeline.start_run(args.work, config, {"source": str(args.bench_out / "source_pairs")},
                                    resume=(args.work / "config.json").is_file())
     started = time.monotonic()
     pipeline.train_generators(run, torch.device("cpu"), resume=True)
     result = {
         "bench_out": str(args.bench_out), "work": str(args.work), "note": args.note,
-        "commit_of_this_call": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip(),
+        "commit_of_this_call": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True,
+                                              text=True).stdout.strip(),
         "device": f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
         "cpu_bf16": bf16, "seconds_this_call": round(time.monotonic() - started, 1),
         "generators": {name: compare(args.bench_out / "run" / "checkpoints" / name, run.root / "checkpoints" / name)
