@@ -34,6 +34,15 @@
 #      source-only to above it (43.9 against 42.1), so the short segmenter budget may hide what added pairs give.
 #      Expected: stage1_synthetic − source_only rises from its 300-step value (−4.5) by at least 2 points, and
 #      AlignFlow − stage-1 stays within ±3 (alignment still adds nothing measurable).
+#   5. (registered 2026-11-26, session 24, after the forward pair's translation ablation had run and before this
+#      one) the same translation ablation here (bench/translation-cpu.sh: synthesis.mask_source=source,
+#      synthesis.start_time=0.5; stage 1 reused from run 3; K = 10 and K = 5; methods source_only, stage1_synthetic
+#      and alignflow, since source-only was the best non-generative method of run 3 at both K)
+#      -> bench/results/cpu-pairs-cvc-to-kvasir-v2-translation-0.5. Why: on the forward pair translation lifted
+#      stage-1 synthetic by 4.5 points (to source-only's level) and halved the intervals, but alignment still added
+#      nothing; this asks whether both hold where nothing was chosen. Descriptive only: the forward rule did not
+#      make translation a candidate, so nothing is adopted from this run. Expected: translated stage-1 synthetic
+#      above run 3's (−4.5 against source-only), AlignFlow − stage-1 within ±3, AlignFlow − source-only below +3.
 #
 # Registered expectations and the decision rule:
 #   - Protocol v2 adopts align.style_weight=0 only if, on this pair, AlignFlow(style 0) − AlignFlow(style 4) (paired:
@@ -102,4 +111,12 @@ if [ ! -f "$seg600/results.json" ]; then
     --references K10_seed0,K10_seed1,K10_seed2,K5_seed0,K5_seed1,K5_seed2 \
     --methods source_only,stage1_synthetic,alignflow >> /tmp/pairs-cvc-to-kvasir-v2-segmenter-600-steps.jsonl
   echo "done cpu-pairs-cvc-to-kvasir-v2-segmenter-600-steps"
+fi
+translation=bench/results/cpu-pairs-cvc-to-kvasir-v2-translation-0.5
+if [ ! -f "$translation/results.json" ]; then
+  "$PY" -m AlignFlowLib.cli "${pairs[@]}" --out "$translation" $(resume "$translation") --reuse-stage1 "$v2" \
+    --references K10_seed0,K10_seed1,K10_seed2,K5_seed0,K5_seed1,K5_seed2 \
+    --set synthesis.mask_source=source --set synthesis.start_time=0.5 \
+    --methods source_only,stage1_synthetic,alignflow >> /tmp/pairs-cvc-to-kvasir-v2-translation-0.5.jsonl
+  echo "done cpu-pairs-cvc-to-kvasir-v2-translation-0.5"
 fi
