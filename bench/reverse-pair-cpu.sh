@@ -43,6 +43,8 @@
 #      nothing; this asks whether both hold where nothing was chosen. Descriptive only: the forward rule did not
 #      make translation a candidate, so nothing is adopted from this run. Expected: translated stage-1 synthetic
 #      above run 3's (−4.5 against source-only), AlignFlow − stage-1 within ±3, AlignFlow − source-only below +3.
+#      (Ran 2026-11-26, 1096 s: stage-1 synthetic 36.5 against 33.8, AlignFlow − stage-1 −0.3 and −0.9, AlignFlow −
+#      source-only −2.0 and −2.7; all three held.)
 #
 # Registered expectations and the decision rule:
 #   - Protocol v2 adopts align.style_weight=0 only if, on this pair, AlignFlow(style 0) − AlignFlow(style 4) (paired:
