@@ -24,6 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from AlignFlowLib import pipeline  # noqa: E402
 from AlignFlowLib.bench.protocol import BENCH_PRESETS  # noqa: E402
+from AlignFlowLib.checkpoint import load_checkpoint  # noqa: E402
 from AlignFlowLib.config import RunConfig, from_dict  # noqa: E402
 from AlignFlowLib.device import set_cpu_bf16  # noqa: E402
 
@@ -41,8 +42,7 @@ def _tensors(tree: dict, prefix: str = "") -> dict[str, torch.Tensor]:
 
 
 def compare(a_path: Path, b_path: Path) -> dict:
-    a = _tensors(torch.load(a_path, weights_only=True, map_location="cpu"))
-    b = _tensors(torch.load(b_path, weights_only=True, map_location="cpu"))
+    a, b = _tensors(load_checkpoint(a_path)), _tensors(load_checkpoint(b_path))
     shared = [k for k in a if k in b and a[k].shape == b[k].shape]
     differ = [k for k in shared if not torch.equal(a[k], b[k])]
     return {"tensors": len(a), "same_keys": a.keys() == b.keys(), "tensors_that_differ": len(differ),
