@@ -184,13 +184,11 @@ def synthesize(run: RunFolder, device: torch.device, config: SynthesisConfig | N
         masks, mask_stats = generated.masks, generated.stats
         if len(masks) < config.num_pairs:
             progress.log(f"mask generator gave only {len(masks)} acceptable masks of {config.num_pairs} asked")
-    elif config.mask_source == "source":
+    else:  # "source": `validate` above allows nothing else
         order = torch.arange(config.num_pairs) % len(pairs)
         masks, mask_stats = pairs.masks[order], {"source": "real source masks"}
         if config.start_time > 0:
             mask_stats["translated_from"] = f"the real source images of these masks, from t0 = {config.start_time:g}"
-    else:
-        raise ValueError(f"unknown mask source {config.mask_source!r}; choose generated or source")
     images = []
     for start in range(0, len(masks), config.batch_size):
         chunk = masks[start:start + config.batch_size]
