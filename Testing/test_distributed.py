@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,17 +21,12 @@ import torch
 import torch.multiprocessing as mp
 
 from conftest import REPO, tiny_config
+from ports import free_port
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
                                 reason="torch built without gloo")
 CPU = torch.device("cpu")
 WORLD = 2
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _spawned(rank: int, port: int, job: str, out: str) -> None:
@@ -54,7 +48,7 @@ def _two_ranks(job: str, out: Path, attempts: int = 3) -> None:
     connections), so a rendezvous that could not bind its port is retried on a new one; any other failure is not."""
     for attempt in range(attempts):
         try:
-            mp.start_processes(_spawned, args=(_free_port(), job, str(out)), nprocs=WORLD, start_method="spawn",
+            mp.start_processes(_spawned, args=(free_port(), job, str(out)), nprocs=WORLD, start_method="spawn",
                                join=True)
             return
         except mp.ProcessRaisedException as error:

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import pytest
 from PIL import Image
 
 from conftest import tiny_config
+from ports import free_port
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -62,12 +62,6 @@ def prerequisites():
         pytest.skip(reason)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     def __init__(self, root: Path, *extra: str, attempts: int = 3):
         # A port found free can be taken before the server binds it (the other xdist worker runs gloo ranks), so a
@@ -79,7 +73,7 @@ class Server:
 
     def _start(self, root: Path, extra: tuple[str, ...]) -> bool:
         """True when the server answers; False when it could not bind its port."""
-        self.port = _free_port()
+        self.port = free_port()
         self.log = root.parent / f"serve-{self.port}.log"
         env = {k: v for k, v in os.environ.items() if k not in ("ALIGNFLOW_TOKEN", "TRAME_ARGS")}
         self.process = subprocess.Popen(
