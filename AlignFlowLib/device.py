@@ -64,9 +64,10 @@ _COMPILE_BACKEND: str | None = None
 
 
 def set_compile(enabled: bool, backend: str = "inductor") -> bool:
-    """Opt in to `torch.compile` of the generators' training steps and the samplers, for this process (the CLI's
-    `--compile`). The segmenter stays eager: in its loop it measured 0.85-0.90x compiled (bench/results/
-    compile_loops-cuda.json). Alignment stays eager too (its sampler is checkpointed and truncated).
+    """Opt in to `torch.compile` of the image generator's training step and the samplers, for this process (the
+    CLI's `--compile`). The segmenter stays eager: in its loop it measured 0.85-0.90x compiled (bench/results/
+    compile_loops-cuda.json); so does the mask generator's loop (no measurable gain, `train_mask_generator`).
+    Alignment stays eager too (its sampler is checkpointed and truncated).
 
     Off by default everywhere: every process compiles again when it starts (25-75 s per network on an H200 with a
     cold compiler cache), so it pays off only in long runs. `backend` is torch's compiler backend; the tests use

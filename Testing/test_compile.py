@@ -77,6 +77,24 @@ def test_the_segmenter_stays_eager_under_compile(dynamo):
     assert _compiled_graphs(dynamo) == 0
 
 
+def test_the_mask_generator_trains_eager_under_compile_unless_asked(tmp_path, dynamo):
+    """Its compiled loop showed no steady gain on an H200 (README, `--compile` in the loops), so `--compile` skips it;
+    bench/compile_loops.py still compiles it on request."""
+    from AlignFlowLib.config import MaskGeneratorConfig
+    from AlignFlowLib.data.folders import PairSet
+    from AlignFlowLib.train.generators import train_mask_generator
+
+    masks = (torch.rand(8, 1, 16, 16, generator=torch.Generator().manual_seed(0)) > 0.6).float()
+    pairs = PairSet(images=masks.repeat(1, 3, 1, 1) * 2 - 1, masks=masks, names=[str(i) for i in range(8)])
+    config = replace(MaskGeneratorConfig(channels=(8, 16), attention_levels=(False, False), norm_num_groups=4,
+                                         num_head_channels=8),
+                     num_steps=2, batch_size=4, checkpoint_every_steps=2)
+    train_mask_generator(pairs, config, CPU, tmp_path / "eager.pt")
+    assert _compiled_graphs(dynamo) == 0
+    train_mask_generator(pairs, config, CPU, tmp_path / "compiled.pt", compile_loop=True)
+    assert _compiled_graphs(dynamo) > 0
+
+
 def test_compile_uses_static_shapes(monkeypatch):
     """A sampler's shorter last batch must get its own graph, not turn every later call into a dynamic one."""
     from AlignFlowLib.device import compiled

@@ -48,7 +48,8 @@ def rebuild_flow_model(payload: dict[str, Any], config_cls: type, weights: str =
 
 def train_flow_model(kind: str, batch_fn: BatchFn, config: Any, meta: dict[str, Any], device: torch.device,
                      checkpoint_path: Path, resume: bool = False, on_event: EventCallback = ignore_events,
-                     stage: str | None = None, loss_weight: LossWeightFn | None = None) -> VelocityUNet:
+                     stage: str | None = None, loss_weight: LossWeightFn | None = None,
+                     compile_loop: bool = True) -> VelocityUNet:
     """Train a velocity UNet by conditional flow matching; returns the EMA model (eval mode).
 
     `config` is an `ImageGeneratorConfig` or `MaskGeneratorConfig`; `meta` must hold `data_channels` and
@@ -56,6 +57,7 @@ def train_flow_model(kind: str, batch_fn: BatchFn, config: Any, meta: dict[str, 
     A killed run resumes from `checkpoint_path` and loses at most `config.checkpoint_every_steps` steps.
     Under torchrun each rank trains on its rows of the global batch (`distributed.py`); rank 0 writes.
     `loss_weight` maps each row's condition mask to per-pixel weights of the error (plain mean without it).
+    `compile_loop=False` keeps this loop eager under `--compile` (`device.set_compile`).
     """
     stage = stage or kind
     with torch.random.fork_rng(devices=[]):  # initial weights from the config's seed: the same generator twice
@@ -87,7 +89,8 @@ def train_flow_model(kind: str, batch_fn: BatchFn, config: Any, meta: dict[str, 
                                                          generator, history))
 
     model.train()
-    net = compiled(distributed.wrap(model, device))  # saves and EMA read `model`, whose keys are unprefixed
+    net = distributed.wrap(model, device)
+    net = compiled(net) if compile_loop else net  # saves and EMA read `model`, whose keys are unprefixed
     # The saved average is the one at the last report, which is the save step whenever saves fall on multiples of 10.
     running = RunningLoss(history["loss"][-1] if history["loss"] and history["step"][-1] == step else None)
     while step < config.num_steps:
