@@ -1,4 +1,5 @@
-"""`--compile`: the training loops and samplers run through torch.compile and give what eager mode gives.
+"""`--compile`: the image generator's training loop and the samplers run through torch.compile and give what eager
+mode gives; the segmenter's and mask generator's loops stay eager.
 
 The tests compile with the "aot_eager" backend: it traces the same graphs as inductor (so every graph break, guard
 and wrapper problem shows) without generating C++/Triton kernels, which take minutes on a 2-core CPU.

@@ -410,7 +410,7 @@ def _run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: tor
     count = protocol["num_synthetic"][bench.num_synthetic_key]
     bf16 = set_cpu_bf16(bench.cpu_bf16) if device.type == "cpu" else False
     if bench.compile_on_cuda and device.type == "cuda":
-        set_compile(True)  # workers inherit it; the segmenter stays eager (device.set_compile)
+        set_compile(True)  # workers inherit it; the segmenter and mask generator train eager (device.set_compile)
     timer, started = Timer(), time.monotonic()
     commit = _git_commit()  # the code this process runs, even if the checkout moves on during a long run
     progress = StageProgress(on_event, "bench", 1)

@@ -73,7 +73,7 @@ def train_mask_generator(pairs: PairSet, config: MaskGeneratorConfig, device: to
                          compile_loop: bool = False) -> VelocityUNet:
     """Unconditional v_ψ(m_t, t) on source masks scaled to [−1, 1] (or their signed distance); returns EMA.
 
-    The loop stays eager under `--compile` unless `compile_loop`: on an H200 its compiled loop took 1.64, 0.85, 1.20
+    The loop stays eager under `--compile` unless `compile_loop`: on an H200 its compiled loop ran at 1.64, 0.85, 1.20
     and 0.71 times the eager loop's speed in four runs, and with the compile time counted, three of the four would
     have finished the `gpu` preset's 3000 steps later than eager (README, "`--compile` in the loops")."""
     if config.target == "sdf":
