@@ -45,7 +45,8 @@
 #      above run 3's (−4.5 against source-only), AlignFlow − stage-1 within ±3, AlignFlow − source-only below +3.
 #      (Ran 2026-11-26, 1096 s: stage-1 synthetic 36.5 against 33.8, AlignFlow − stage-1 −0.3 and −0.9, AlignFlow −
 #      source-only −2.0 and −2.7; all three held.)
-#   6. (registered 2026-11-26, session 25, with the forward pair's bench/full-gradient-cpu.sh and before either ran)
+#   6. (registered 2026-11-26, session 25, with the forward pair's bench/full-gradient-cpu.sh, before either run's
+#      numbers were seen; the forward run was under way)
 #      gradients through the whole sampler (align.grad_last_steps=8 instead of 1); stage 1 reused from run 3; K = 10
 #      and K = 5; methods source_only, stage1_synthetic and alignflow -> bench/results/cpu-pairs-cvc-to-kvasir-v2-
 #      full-sampler-gradient, then bench/pair_statistics.py on it. Why: the reward reaches only the last sampler step,
@@ -53,6 +54,12 @@
 #      aligned pairs' brightness near stage 1's. Descriptive: only the forward pair's rule can make it a candidate.
 #      Expected: the aligned pairs' mean brightness moves further towards the references than in run 3,
 #      AlignFlow − stage-1 within ±3, AlignFlow − source-only below +3.
+#      (Correction, written after the run: run 3's alignment did not leave brightness near stage 1's; it made the
+#      pairs slightly darker, away from the references: 0.19–0.21 against stage 1's 0.22, references 0.29–0.34,
+#      bench/results/pair-statistics-cpu-pairs-cvc-to-kvasir-v2.json. Ran 2026-11-26, 1735 s: brightness did not
+#      move towards the references (0.18–0.22; four sets darker than in run 3, two lighter), so the mechanism
+#      expectation failed here; AlignFlow − stage-1 −1.1 and −2.1, AlignFlow − source-only −5.6 and −6.6; the other
+#      two expectations held.)
 #
 # Registered expectations and the decision rule:
 #   - Protocol v2 adopts align.style_weight=0 only if, on this pair, AlignFlow(style 0) − AlignFlow(style 4) (paired:
@@ -135,7 +142,7 @@ if [ ! -f "$fullgrad/results.json" ]; then
   "$PY" -m AlignFlowLib.cli "${pairs[@]}" --out "$fullgrad" $(resume "$fullgrad") --reuse-stage1 "$v2" \
     --references K10_seed0,K10_seed1,K10_seed2,K5_seed0,K5_seed1,K5_seed2 --set align.grad_last_steps=8 \
     --methods source_only,stage1_synthetic,alignflow >> /tmp/pairs-cvc-to-kvasir-v2-full-sampler-gradient.jsonl
-  "$PY" bench/pair_statistics.py "$fullgrad" \
-    --out bench/results/pair-statistics-cpu-pairs-cvc-to-kvasir-v2-full-sampler-gradient.json
   echo "done cpu-pairs-cvc-to-kvasir-v2-full-sampler-gradient"
 fi
+statistics=bench/results/pair-statistics-cpu-pairs-cvc-to-kvasir-v2-full-sampler-gradient.json
+[ -f "$statistics" ] || "$PY" bench/pair_statistics.py "$fullgrad" --out "$statistics"
