@@ -39,6 +39,8 @@
 #      Same rule as above.
 #   3. K = 1 (the protocol reports K = 1 without judging it): the setting of the first run on K1_seed0-2
 #      -> bench/results/cpu-ablation-full-sampler-gradient-K1. Expected: AlignFlow − stage-1 within ±3.
+#   (Ran 2026-11-26: step 2 in 1527 s, AlignFlow − stage-1 −0.3 and +0.1, AlignFlow − source-only −0.3 and +0.1, the
+#   rule did not fire; step 3 in 959 s, AlignFlow − stage-1 −1.7. Every expectation held.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -58,11 +60,13 @@ for step in translation-0.5 K1; do
                      extra=(--set synthesis.mask_source=source --set synthesis.start_time=0.5) ;;
   esac
   out=bench/results/cpu-ablation-full-sampler-gradient-$step
-  [ -f "$out/results.json" ] && continue
-  resume=(); [ -f "$out/run/config.json" ] && resume=(--resume)
-  "$PY" -m AlignFlowLib.cli bench polyp --data "${DATA:-../shared/data/polyp}" --preset cpu --device cpu \
-      --out "$out" --reuse-stage1 bench/results/cpu-96px-v2 --references "$sets" \
-      --methods source_only,stage1_synthetic,alignflow \
-      --set align.grad_last_steps=8 "${extra[@]}" --progress jsonl "${resume[@]}" "$@"
-  "$PY" bench/pair_statistics.py "$out" --out "bench/results/pair-statistics-cpu-ablation-full-sampler-gradient-$step.json"
+  statistics=bench/results/pair-statistics-cpu-ablation-full-sampler-gradient-$step.json
+  if [ ! -f "$out/results.json" ]; then
+    resume=(); [ -f "$out/run/config.json" ] && resume=(--resume)
+    "$PY" -m AlignFlowLib.cli bench polyp --data "${DATA:-../shared/data/polyp}" --preset cpu --device cpu \
+        --out "$out" --reuse-stage1 bench/results/cpu-96px-v2 --references "$sets" \
+        --methods source_only,stage1_synthetic,alignflow \
+        --set align.grad_last_steps=8 "${extra[@]}" --progress jsonl "${resume[@]}" "$@"
+  fi
+  [ -f "$statistics" ] || "$PY" bench/pair_statistics.py "$out" --out "$statistics"
 done
