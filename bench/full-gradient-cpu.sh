@@ -39,7 +39,7 @@
 #      Same rule as above.
 #   3. K = 1 (the protocol reports K = 1 without judging it): the setting of the first run on K1_seed0-2
 #      -> bench/results/cpu-ablation-full-sampler-gradient-K1. Expected: AlignFlow − stage-1 within ±3.
-#   (Ran 2026-11-26: step 2 in 1527 s, AlignFlow − stage-1 −0.3 and +0.1, AlignFlow − source-only −0.3 and +0.1, the
+#   (Ran 2026-11-26: step 2 in 1527 s, AlignFlow − stage-1 −0.2 and +0.1, AlignFlow − source-only −0.3 and +0.1, the
 #   rule did not fire; step 3 in 959 s, AlignFlow − stage-1 −1.7. Every expectation held.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
