@@ -47,8 +47,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the image generator's training step and the samplers (not the mask "
-                             "generator's or the segmenter's training, nor alignment): each process compiles for 25-75 s first, so "
-                             "it pays off in long GPU runs (README: bf16 and compile)")
+                             "generator's or the segmenter's training, nor alignment): each process compiles for "
+                             "25-75 s first, so it pays off in long GPU runs (README: bf16 and compile)")
     parser.add_argument("--progress", choices=("bar", "jsonl"), default="bar",
                         help="bar: human progress bar on stderr; jsonl: one JSON event per line on stdout")
     parser.add_argument("--seed", type=int, default=None,
