@@ -14,6 +14,7 @@ from .config import MaskGeneratorConfig, SamplerConfig
 from .device import autocast, compiled
 from .masks.postprocess import postprocess_masks
 from .models.velocity import VelocityUNet, guided_velocity
+from .flow.path import interpolate
 from .flow.sampler import sample_ode
 
 IMAGE_STREAM, MASK_STREAM = 0, 1_000_003  # offsets keep image and mask noise independent for the same seed
@@ -44,8 +45,9 @@ def generate_images(model: VelocityUNet, masks: torch.Tensor, seeds: list[int], 
     for start in range(0, len(masks), batch_size):
         mask = masks[start:start + batch_size].to(device)
         x0 = seeded_noise(seeds[start:start + batch_size], shape).to(device)
-        if start_time > 0:
-            x0 = (1 - start_time) * x0 + start_time * init_images[start:start + batch_size].to(device)
+        if start_time > 0:  # the point of the training path from this noise to the start image, at t0
+            t0 = torch.full((len(x0),), start_time, device=device)
+            x0 = interpolate(x0, init_images[start:start + batch_size].to(device), t0).x_t
         with autocast(device):
             images = sample_ode(guided_velocity(net, mask, sampler.guidance_scale), x0, sampler.method,
                                 sampler.num_steps, start_time=start_time)

@@ -44,25 +44,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-out=bench/results/cpu-ablation-full-sampler-gradient
-resume=(); [ -f "$out/run/config.json" ] && resume=(--resume)  # continue a cut-off run
-[ -f "$out/results.json" ] || "$PY" -m AlignFlowLib.cli bench polyp --data "${DATA:-../shared/data/polyp}" \
-    --preset cpu --device cpu --out "$out" --reuse-stage1 bench/results/cpu-96px-v2 \
-    --references K10_seed0,K10_seed1,K10_seed2,K5_seed0,K5_seed1,K5_seed2 \
-    --methods source_only,stage1_synthetic,alignflow \
-    --set align.grad_last_steps=8 --progress jsonl "${resume[@]}" "$@"
-[ -f bench/results/pair-statistics-cpu-ablation-full-sampler-gradient.json ] ||
-  "$PY" bench/pair_statistics.py "$out" --out bench/results/pair-statistics-cpu-ablation-full-sampler-gradient.json
-for step in translation-0.5 K1; do
+# Step 1 writes cpu-ablation-full-sampler-gradient, steps 2 and 3 the same name with their suffix; each is skipped
+# once its results.json exists, and its pair statistics once their file exists.
+judged=K10_seed0,K10_seed1,K10_seed2,K5_seed0,K5_seed1,K5_seed2
+for step in "" -translation-0.5 -K1; do
   case $step in
-    K1) sets=K1_seed0,K1_seed1,K1_seed2; extra=() ;;
-    translation-0.5) sets=K10_seed0,K10_seed1,K10_seed2,K5_seed0,K5_seed1,K5_seed2
-                     extra=(--set synthesis.mask_source=source --set synthesis.start_time=0.5) ;;
+    "") sets=$judged; extra=() ;;
+    -translation-0.5) sets=$judged; extra=(--set synthesis.mask_source=source --set synthesis.start_time=0.5) ;;
+    -K1) sets=K1_seed0,K1_seed1,K1_seed2; extra=() ;;
   esac
-  out=bench/results/cpu-ablation-full-sampler-gradient-$step
-  statistics=bench/results/pair-statistics-cpu-ablation-full-sampler-gradient-$step.json
+  out=bench/results/cpu-ablation-full-sampler-gradient$step
+  statistics=bench/results/pair-statistics-cpu-ablation-full-sampler-gradient$step.json
   if [ ! -f "$out/results.json" ]; then
-    resume=(); [ -f "$out/run/config.json" ] && resume=(--resume)
+    resume=(); [ -f "$out/run/config.json" ] && resume=(--resume)  # continue a cut-off run
     "$PY" -m AlignFlowLib.cli bench polyp --data "${DATA:-../shared/data/polyp}" --preset cpu --device cpu \
         --out "$out" --reuse-stage1 bench/results/cpu-96px-v2 --references "$sets" \
         --methods source_only,stage1_synthetic,alignflow \

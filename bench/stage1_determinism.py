@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from AlignFlowLib import pipeline  # noqa: E402
-from AlignFlowLib.bench.protocol import BENCH_PRESETS  # noqa: E402
+from AlignFlowLib.bench.protocol import BENCH_PRESETS, _git_commit  # noqa: E402
 from AlignFlowLib.checkpoint import load_checkpoint  # noqa: E402
 from AlignFlowLib.config import RunConfig, from_dict  # noqa: E402
 from AlignFlowLib.device import set_cpu_bf16  # noqa: E402
@@ -68,8 +67,7 @@ def main() -> None:
     pipeline.train_generators(run, torch.device("cpu"), resume=True)
     result = {
         "bench_out": str(args.bench_out), "work": str(args.work), "note": args.note,
-        "commit_of_this_call": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True,
-                                              text=True).stdout.strip(),
+        "commit_of_this_call": _git_commit(),
         "device": f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
         "cpu_bf16": bf16, "seconds_this_call": round(time.monotonic() - started, 1),
         "generators": {name: compare(args.bench_out / "run" / "checkpoints" / name, run.root / "checkpoints" / name)
