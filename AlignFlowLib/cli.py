@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="0 (default): images from noise; T0 in (0, 0.95]: translate each real source pair, "
                             "regenerating its appearance from time T0 and keeping its mask (needs --mask-source "
                             "source)")
+    synth.add_argument("--judge-keep-fraction", type=float, default=None, metavar="F",
+                       help="1 (default): keep every pair; F in (0, 1): draw NUM/F candidates and keep the NUM whose "
+                            "mask the run's source segmenter finds best (the manifest records its Dice)")
     synth.add_argument("--generator", choices=("aligned", "stage1"), default="aligned")
     synth.add_argument("--sampler", choices=("euler", "heun"), default=None)
     synth.add_argument("--sampler-steps", type=int, default=None)
@@ -286,7 +289,8 @@ OPTION_FIELDS = {
     "align_steps": "align.num_steps", "segmenter_steps": "segmenter.num_steps", "num": "synthesis.num_pairs",
     "seed": "seed", "adapter": "align.adapter", "sampler": "synthesis.sampler.method",
     "sampler_steps": "synthesis.sampler.num_steps", "guidance": "synthesis.sampler.guidance_scale",
-    "mask_source": "synthesis.mask_source", "start_time": "synthesis.start_time", "arch": "segmenter.architecture",
+    "mask_source": "synthesis.mask_source", "start_time": "synthesis.start_time",
+    "judge_keep_fraction": "synthesis.judge_keep_fraction", "arch": "segmenter.architecture",
     "ratio": "segmenter.synthetic_ratio",
 }
 
@@ -386,6 +390,8 @@ def _command(args: argparse.Namespace, on_event) -> dict[str, Any]:
             synthesis = replace(synthesis, mask_source=args.mask_source)
         if args.start_time is not None:
             synthesis = replace(synthesis, start_time=args.start_time)
+        if args.judge_keep_fraction is not None:
+            synthesis = replace(synthesis, judge_keep_fraction=args.judge_keep_fraction)
         if args.seed is not None:
             synthesis = replace(synthesis, seed=args.seed)
         validate_options(replace(config, synthesis=synthesis), args)

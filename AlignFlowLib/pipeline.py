@@ -7,6 +7,7 @@ Each stage reads what the previous ones left in the run folder, so stages can ru
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from .events import EventCallback, StageProgress, ignore_events
 from .run_folder import RunFolder
 from .segmenter.export import ExportedSegmenter, export_segmenter, is_current_export
 from .segmenter.train import train_segmenter
-from .synthesis import generate_images, generate_masks
+from .synthesis import generate_images, generate_masks, select_by_judge
 from .train.align import align_generator
 from .train.flow_matching import rebuild_flow_model
 from .train.generators import lesion_loss_weight, train_image_generator, train_mask_generator
@@ -164,7 +165,9 @@ def synthesize(run: RunFolder, device: torch.device, config: SynthesisConfig | N
                generator: str = "aligned", on_event: EventCallback = ignore_events,
                checkpoint: Path | None = None) -> Path:
     """Write `config.num_pairs` generated pairs (pair k from seed `config.seed + k`) with a manifest, replacing what
-    `out_dir` held. `checkpoint` names an image generator outside the run folder (`generator` then only labels it)."""
+    `out_dir` held. `checkpoint` names an image generator outside the run folder (`generator` then only labels it).
+    With `config.judge_keep_fraction` below 1, more candidates are drawn and the run's source segmenter keeps the
+    pairs it segments best (made first if the run has none); a kept pair is the same as unfiltered synthesis makes."""
     run_config, inputs = run.load_config()
     config = config or run_config.synthesis
     validate(config, "synthesis.")  # callers pass edited copies (`replace` checks nothing)
@@ -176,16 +179,17 @@ def synthesize(run: RunFolder, device: torch.device, config: SynthesisConfig | N
         raise RunFolderError(f"has no {generator} generator; run `alignflow {step}` first", run.root)
     image_model = load_image_generator(checkpoint, device)
     pairs = _source_pairs(run, run_config, inputs)
-    progress = StageProgress(on_event, "synthesize", config.num_pairs)
+    candidates = math.ceil(config.num_pairs / config.judge_keep_fraction - 1e-9)  # 1e-9: 0.5 of 300 draws 600
+    progress = StageProgress(on_event, "synthesize", candidates)
     if config.mask_source == "generated":
         mask_model = load_mask_generator(run.mask_generator, device)
-        generated = generate_masks(mask_model, config.num_pairs, config.seed, pairs.masks, run_config.mask_generator,
+        generated = generate_masks(mask_model, candidates, config.seed, pairs.masks, run_config.mask_generator,
                                    device)
         masks, mask_stats = generated.masks, generated.stats
-        if len(masks) < config.num_pairs:
-            progress.log(f"mask generator gave only {len(masks)} acceptable masks of {config.num_pairs} asked")
+        if len(masks) < candidates:
+            progress.log(f"mask generator gave only {len(masks)} acceptable masks of {candidates} asked")
     else:  # "source": `validate` above allows nothing else
-        order = torch.arange(config.num_pairs) % len(pairs)
+        order = torch.arange(candidates) % len(pairs)
         masks, mask_stats = pairs.masks[order], {"source": "real source masks"}
         if config.start_time > 0:
             mask_stats["translated_from"] = f"the real source images of these masks, from t0 = {config.start_time:g}"
@@ -198,10 +202,28 @@ def synthesize(run: RunFolder, device: torch.device, config: SynthesisConfig | N
                                       init_images=init, start_time=config.start_time))
         progress.update(start + len(chunk))
     images_t = torch.cat(images) if images else torch.empty(0)
-    names = [f"synth_{config.seed + k:06d}" for k in range(len(masks))]
+    kept, judge_filter = list(range(len(masks))), None
+    if candidates > config.num_pairs and len(masks):
+        judge = ensure_source_segmenter(run, pairs, run_config, device, True, on_event)
+        selection = select_by_judge(judge, images_t, masks, config.num_pairs)
+        kept = selection.kept
+        images_t, masks = images_t[kept], masks[kept]
+        judge_filter = {"keep_fraction": config.judge_keep_fraction, "candidates": len(selection.dice),
+                        "kept": len(kept), "judge": str(run.source_segmenter / "exported"),
+                        "judge_dice_candidates_mean": float(selection.dice.mean()),
+                        "judge_dice_kept_mean": float(selection.dice[kept].mean()),
+                        "judge_dice_kept_min": float(selection.dice[kept].min()),
+                        "judge_dice_kept": [round(float(d), 4) for d in selection.dice[kept]]}
+        progress.log(f"the judge kept {len(kept)} of {len(selection.dice)} candidate pairs (its Dice: "
+                     f"{judge_filter['judge_dice_kept_mean']:.3f} kept, "
+                     f"{judge_filter['judge_dice_candidates_mean']:.3f} all)")
+    seeds = [config.seed + k for k in kept]
+    names = [f"synth_{seed:06d}" for seed in seeds]
     manifest = {"library_version": __version__, "generator": generator, "checkpoint": str(checkpoint),
-                "run": str(run.root), "seeds": [config.seed + k for k in range(len(masks))],
-                "config": to_dict(config), "mask_generator": mask_stats, "names": names}
+                "run": str(run.root), "seeds": seeds, "config": to_dict(config), "mask_generator": mask_stats,
+                "names": names}
+    if judge_filter is not None:
+        manifest["judge_filter"] = judge_filter
     # Written beside and swapped in: a kill or a full disk while writing leaves the previous pairs as they were.
     return replace_folder(out_dir, lambda folder: write_pairs(folder, images_t, masks, names, manifest))
 

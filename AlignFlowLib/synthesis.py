@@ -7,6 +7,7 @@ Mask k is the k-th accepted sample of the mask generator's seed stream; image k 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -14,6 +15,7 @@ from .config import MaskGeneratorConfig, SamplerConfig
 from .device import autocast, compiled
 from .masks.postprocess import postprocess_masks
 from .models.velocity import VelocityUNet, guided_velocity
+from .segmenter.metrics import dice_iou
 from .flow.path import interpolate
 from .flow.sampler import sample_ode
 
@@ -53,6 +55,21 @@ def generate_images(model: VelocityUNet, masks: torch.Tensor, seeds: list[int], 
                                 sampler.num_steps, start_time=start_time)
         out.append(images.float().clamp(-1, 1).cpu())
     return torch.cat(out) if out else torch.empty(0, *shape)
+
+
+@dataclass
+class JudgeSelection:
+    kept: list[int]                        # indices into the candidates, ascending (seed order)
+    dice: torch.Tensor                     # (candidates,) the judge's Dice against each conditioning mask
+
+
+def select_by_judge(judge: Any, images: torch.Tensor, masks: torch.Tensor, keep: int) -> JudgeSelection:
+    """The `keep` candidate pairs whose conditioning mask a frozen segmenter (`predict_probs`) finds best, by Dice;
+    ties go to the earlier candidate, so the choice is reproducible."""
+    probs = judge.predict_probs(images)
+    dice, _ = dice_iou(probs > 0.5, masks > 0.5)
+    order = sorted(range(len(dice)), key=lambda k: (-float(dice[k]), k))
+    return JudgeSelection(sorted(order[:keep]), dice.float())
 
 
 @dataclass

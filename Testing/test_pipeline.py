@@ -11,7 +11,7 @@ from AlignFlowLib.checkpoint import load_checkpoint
 from AlignFlowLib.cli import main
 from AlignFlowLib.config import SamplerConfig, to_dict
 from AlignFlowLib.models.velocity import build_velocity_unet
-from AlignFlowLib.synthesis import generate_images, seeded_noise
+from AlignFlowLib.synthesis import generate_images, seeded_noise, select_by_judge
 
 from conftest import tiny_config
 
@@ -44,6 +44,24 @@ def test_translation_starts_each_image_on_its_own_path_at_the_start_time():
     assert torch.allclose(translated, (0.3 * noise + 0.7 * sources).clamp(-1, 1), atol=1e-6)
     with pytest.raises(ValueError, match="start image"):
         generate_images(model, masks, [4, 5, 6], sampler, cpu, init_images=sources[:2], start_time=0.7)
+
+
+def test_the_judge_keeps_the_pairs_whose_mask_it_finds_best_ties_to_the_earlier():
+    class ReadsTheImageAsItsMask:  # a judge whose prediction is the image's first channel
+        def predict_probs(self, images):
+            return images[:, :1]
+
+    masks = torch.zeros(5, 1, 4, 4)
+    masks[:, :, :2] = 1  # every mask: the top half
+    images = torch.zeros(5, 3, 4, 4)
+    images[0, 0, :2] = 1          # Dice 1
+    images[1, 0, :1] = 1          # Dice 2/3
+    images[2, 0] = 1              # Dice 2/3 (a tie with candidate 1)
+    images[4, 0, :2, :2] = 1      # Dice 2/3 as well; candidate 3 finds nothing: Dice 0
+    selection = select_by_judge(ReadsTheImageAsItsMask(), images, masks, keep=3)
+    assert selection.kept == [0, 1, 2]
+    assert torch.allclose(selection.dice, torch.tensor([1.0, 2 / 3, 2 / 3, 0.0, 2 / 3]))
+    assert select_by_judge(ReadsTheImageAsItsMask(), images, masks, keep=9).kept == [0, 1, 2, 3, 4]
 
 
 def test_run_end_to_end_and_synthesize_again(tmp_path, phantom_paths, capsys):
@@ -79,6 +97,26 @@ def test_run_end_to_end_and_synthesize_again(tmp_path, phantom_paths, capsys):
     assert main(["synthesize", "--run", str(run_dir), "--num", "3", "--mask-source", "source", "--out",
                  str(tmp_path / "real_masks"), "--device", "cpu"]) == 0
     assert len(list((tmp_path / "real_masks" / "masks").glob("*.png"))) == 3
+
+    # Judge filtering draws 2 x 3 candidates and keeps 3 of them unchanged: each kept pair is byte for byte the pair
+    # that unfiltered synthesis makes from its seed, and the manifest says what the judge saw.
+    assert main(["synthesize", "--run", str(run_dir), "--num", "6", "--out", str(tmp_path / "six"),
+                 "--device", "cpu"]) == 0
+    assert main(["synthesize", "--run", str(run_dir), "--num", "3", "--judge-keep-fraction", "0.5", "--out",
+                 str(tmp_path / "judged"), "--device", "cpu"]) == 0
+    judged = json.loads((tmp_path / "judged" / "manifest.json").read_text())
+    assert judged["judge_filter"]["candidates"] == 6 and judged["judge_filter"]["kept"] == 3
+    assert len(judged["seeds"]) == 3 and judged["seeds"] == sorted(judged["seeds"]) and max(judged["seeds"]) < 6
+    for name in judged["names"]:
+        for kind in ("images", "masks"):
+            assert (tmp_path / "judged" / kind / f"{name}.png").read_bytes() == \
+                (tmp_path / "six" / kind / f"{name}.png").read_bytes()
+    assert judged["judge_filter"]["judge_dice_kept_mean"] >= judged["judge_filter"]["judge_dice_candidates_mean"]
+    capsys.readouterr()
+    assert main(["synthesize", "--run", str(run_dir), "--judge-keep-fraction", "0", "--out", str(tmp_path / "zero"),
+                 "--device", "cpu", "--progress", "jsonl"]) == 2
+    assert "synthesis.judge_keep_fraction = 0.0: must be > 0" in capsys.readouterr().out
+    assert not (tmp_path / "zero").exists()
 
     # A full disk half-way through writing new pairs leaves the previous ones exactly as they were; the next
     # synthesis replaces the folder as a whole (pairs of the earlier, larger set do not linger).

@@ -44,7 +44,8 @@ def test_pair_statistics_reads_every_pair_set_of_a_benchmark_folder(tmp_path):
     names = ["a", "b", "c"]
     write_pairs(tmp_path / "source_pairs", torch.full((3, 3, 96, 96), 0.0), masks, names)      # brightness 0.5
     stage1 = torch.stack([torch.full((3, 96, 96), value) for value in (-0.5, -0.3, 0.0)])     # 0.25, 0.35, 0.5
-    write_pairs(tmp_path / "stage1_pairs", stage1, masks, names)
+    write_pairs(tmp_path / "stage1_pairs", stage1, masks, names,
+                {"judge_filter": {"judge_dice_kept_mean": 0.6, "judge_dice_candidates_mean": 0.4}})
     aligned = torch.full((3, 3, 96, 96), -0.5)
     aligned[:, :, 30:60, 30:60] = 0.5                                                          # a visible lesion
     write_pairs(tmp_path / "aligned" / "K1_seed0" / "pairs_generated_masks", aligned, masks, names)
@@ -66,6 +67,8 @@ def test_pair_statistics_reads_every_pair_set_of_a_benchmark_folder(tmp_path):
     assert report["references"]["K1_seed0"]["feature_spread"] == pytest.approx(0.0, abs=1e-3)  # one image
     assert pairs["aligned K1_seed0"]["lesion_visibility"] == pytest.approx(1.0, abs=0.02)  # [-1, 1] scale
     assert report["references"]["K1_seed0"]["brightness_mean"] == pytest.approx(0.75, abs=0.01)
+    assert (pairs["stage1"]["judge_dice_kept"], pairs["stage1"]["judge_dice_candidates"]) == (0.6, 0.4)
+    assert "judge_dice_kept" not in pairs["aligned K1_seed0"]  # its manifest-less folder was not filtered
 
 
 def test_table_prints_a_missing_value_as_nan(capsys):

@@ -5,7 +5,8 @@ the polyp layout and the test frames).
 
 Feature spread is the RMS distance of a set's EfficientNet-Lite0 pooled features (the reward's deep features) to
 their mean: it tells whether alignment narrowed what the generator draws (a collapse onto the K references) or not.
-Feature shift is the distance of a set's feature mean from the source pairs' mean.
+Feature shift is the distance of a set's feature mean from the source pairs' mean. Sets made with
+`synthesis.judge_keep_fraction` below 1 also show the judge's mean Dice on the kept pairs and on all candidates.
 
     python bench/pair_statistics.py RUN_DIR [--preset cpu] [--out FILE.json]
 """
@@ -62,15 +63,23 @@ def main() -> int:
                           "mask_area": float(pairs.masks.float().mean()), "feature_spread": feature_spread(features)}
             if source_mean is not None:
                 rows[name]["feature_shift_from_source"] = float((features.mean(0) - source_mean).norm())
+            manifest = folder / "manifest.json"
+            judged = json.loads(manifest.read_text()).get("judge_filter") if manifest.is_file() else None
+            if judged:  # synthesis kept the pairs its judge segments best: how much better than all candidates
+                rows[name].update(judge_dice_kept=judged["judge_dice_kept_mean"],
+                                  judge_dice_candidates=judged["judge_dice_candidates_mean"])
     references = {}
     for set_dir in sorted((args.run / "references").glob("*")):
         images = load_references(set_dir / "images", data).images
         references[set_dir.name] = {"count": len(images),
                                     "brightness_mean": float(((images.float() + 1) / 2).mean()),
                                     "feature_spread": feature_spread(deep_features(images, feature_size_px))}
-    print_table(rows, [("count", "count", "d")] + COLUMNS + [("mask_area", "mask_area", ".3f"),
-                                                            ("feature_spread", "feat_spread", ".2f"),
-                                                            ("feature_shift_from_source", "feat_shift", ".2f")])
+    columns = [("count", "count", "d")] + COLUMNS + [("mask_area", "mask_area", ".3f"),
+                                                    ("feature_spread", "feat_spread", ".2f"),
+                                                    ("feature_shift_from_source", "feat_shift", ".2f")]
+    if any("judge_dice_kept" in row for row in rows.values()):
+        columns += [("judge_dice_kept", "judge_kept", ".3f"), ("judge_dice_candidates", "judge_all", ".3f")]
+    print_table(rows, columns)
     for name, row in references.items():
         print(f"references {name}: {row['count']} images, brightness {row['brightness_mean']:.3f}, "
               f"feature spread {row['feature_spread']:.2f}")

@@ -60,6 +60,16 @@
 #      move towards the references (0.18–0.22; four sets darker than in run 3, two lighter), so the mechanism
 #      expectation failed here; AlignFlow − stage-1 −1.1 and −2.1, AlignFlow − source-only −5.6 and −6.6; the other
 #      two expectations held.)
+#   7. (registered 2026-11-27, session 26, with the forward pair's bench/judge-filter-cpu.sh, before either ran)
+#      judge-filtered synthesis (synthesis.judge_keep_fraction=0.5: 600 candidates, the 300 that run 3's frozen source
+#      segmenter segments best are kept, for stage-1 synthetic and AlignFlow alike); stage 1 and the judge reused from
+#      run 3; K = 10 and K = 5; methods source_only, stage1_synthetic and alignflow -> bench/results/cpu-pairs-cvc-to-
+#      kvasir-v2-judge-filter-0.5, then bench/pair_statistics.py on it. Why: see bench/judge-filter-cpu.sh (pairs whose
+#      image lost its lesion are label noise). Its rule can make judge filtering a candidate for version 3 on the
+#      forward pair; this run is the required check on a pair where nothing was chosen, with the same rule
+#      (AlignFlow − best non-generative >= +3, interval above 0, at K = 5 and K = 10). Expected: the kept pairs' mean
+#      judge Dice at least 0.1 above all candidates'; stage-1 synthetic above run 3's (33.8) by at least 2 points;
+#      AlignFlow − stage-1 within ±3; AlignFlow − source-only below +3.
 #
 # Registered expectations and the decision rule:
 #   - Protocol v2 adopts align.style_weight=0 only if, on this pair, AlignFlow(style 0) − AlignFlow(style 4) (paired:
@@ -146,3 +156,12 @@ if [ ! -f "$fullgrad/results.json" ]; then
 fi
 statistics=bench/results/pair-statistics-cpu-pairs-cvc-to-kvasir-v2-full-sampler-gradient.json
 [ -f "$statistics" ] || "$PY" bench/pair_statistics.py "$fullgrad" --out "$statistics"
+judged=bench/results/cpu-pairs-cvc-to-kvasir-v2-judge-filter-0.5
+if [ ! -f "$judged/results.json" ]; then
+  "$PY" -m AlignFlowLib.cli "${pairs[@]}" --out "$judged" $(resume "$judged") --reuse-stage1 "$v2" \
+    --references K10_seed0,K10_seed1,K10_seed2,K5_seed0,K5_seed1,K5_seed2 --set synthesis.judge_keep_fraction=0.5 \
+    --methods source_only,stage1_synthetic,alignflow >> /tmp/pairs-cvc-to-kvasir-v2-judge-filter-0.5.jsonl
+  echo "done cpu-pairs-cvc-to-kvasir-v2-judge-filter-0.5"
+fi
+statistics=bench/results/pair-statistics-cpu-pairs-cvc-to-kvasir-v2-judge-filter-0.5.json
+[ -f "$statistics" ] || "$PY" bench/pair_statistics.py "$judged" --out "$statistics"
