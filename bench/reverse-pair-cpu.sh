@@ -64,9 +64,12 @@
 #      judge-filtered synthesis (synthesis.judge_keep_fraction=0.5: 600 candidates, the 300 that run 3's frozen source
 #      segmenter segments best are kept, for stage-1 synthetic and AlignFlow alike); stage 1 and the judge reused from
 #      run 3; K = 10 and K = 5; methods source_only, stage1_synthetic and alignflow -> bench/results/cpu-pairs-cvc-to-
-#      kvasir-v2-judge-filter-0.5, then bench/pair_statistics.py on it. Why: see bench/judge-filter-cpu.sh (pairs whose
-#      image lost its lesion are label noise). Its rule can make judge filtering a candidate for version 3 on the
-#      forward pair; this run is the required check on a pair where nothing was chosen, with the same rule
+#      kvasir-v2-judge-filter-0.5, then bench/pair_statistics.py on it. (Corrected before it ran, after a review:
+#      fda is run too, because it, not source-only, was run 3's best non-generative method at K = 5: 38.5 against
+#      38.3; step 5's claim that source-only was best at both K was wrong in the same way.) Why: see
+#      bench/judge-filter-cpu.sh (pairs whose image lost its lesion are label noise). Its rule can make judge
+#      filtering a candidate for version 3 on the forward pair; this run is the required check on a pair where
+#      nothing was chosen, with the same rule
 #      (AlignFlow − best non-generative >= +3, interval above 0, at K = 5 and K = 10). Expected: the kept pairs' mean
 #      judge Dice at least 0.1 above all candidates'; stage-1 synthetic above run 3's (33.8) by at least 2 points;
 #      AlignFlow − stage-1 within ±3; AlignFlow − source-only below +3.
@@ -160,7 +163,7 @@ judged=bench/results/cpu-pairs-cvc-to-kvasir-v2-judge-filter-0.5
 if [ ! -f "$judged/results.json" ]; then
   "$PY" -m AlignFlowLib.cli "${pairs[@]}" --out "$judged" $(resume "$judged") --reuse-stage1 "$v2" \
     --references K10_seed0,K10_seed1,K10_seed2,K5_seed0,K5_seed1,K5_seed2 --set synthesis.judge_keep_fraction=0.5 \
-    --methods source_only,stage1_synthetic,alignflow >> /tmp/pairs-cvc-to-kvasir-v2-judge-filter-0.5.jsonl
+    --methods source_only,fda,stage1_synthetic,alignflow >> /tmp/pairs-cvc-to-kvasir-v2-judge-filter-0.5.jsonl
   echo "done cpu-pairs-cvc-to-kvasir-v2-judge-filter-0.5"
 fi
 statistics=bench/results/pair-statistics-cpu-pairs-cvc-to-kvasir-v2-judge-filter-0.5.json
