@@ -111,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "regenerating its appearance from time T0 and keeping its mask (needs --mask-source "
                             "source)")
     synth.add_argument("--judge-keep-fraction", type=float, default=None, metavar="F",
-                       help="1 (default): keep every pair; F in (0, 1): draw NUM/F candidates and keep the NUM whose "
-                            "mask the run's source segmenter finds best (the manifest records its Dice)")
+                       help="1 keeps every pair (the default unless the run's settings say otherwise); F in "
+                            "[0.05, 1): draw NUM/F candidates and keep the NUM whose mask the run's source segmenter "
+                            "finds best (trained first if the run has none; the manifest records its Dice)")
     synth.add_argument("--generator", choices=("aligned", "stage1"), default="aligned")
     synth.add_argument("--sampler", choices=("euler", "heun"), default=None)
     synth.add_argument("--sampler-steps", type=int, default=None)

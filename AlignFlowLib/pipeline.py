@@ -167,7 +167,8 @@ def synthesize(run: RunFolder, device: torch.device, config: SynthesisConfig | N
     """Write `config.num_pairs` generated pairs (pair k from seed `config.seed + k`) with a manifest, replacing what
     `out_dir` held. `checkpoint` names an image generator outside the run folder (`generator` then only labels it).
     With `config.judge_keep_fraction` below 1, more candidates are drawn and the run's source segmenter keeps the
-    pairs it segments best (made first if the run has none); a kept pair is the same as unfiltered synthesis makes."""
+    pairs it segments best (made first if the run has none); a kept pair is the same as unfiltered synthesis makes,
+    but a filtered set of N pairs is not the start of a filtered set of more."""
     run_config, inputs = run.load_config()
     config = config or run_config.synthesis
     validate(config, "synthesis.")  # callers pass edited copies (`replace` checks nothing)
@@ -179,7 +180,7 @@ def synthesize(run: RunFolder, device: torch.device, config: SynthesisConfig | N
         raise RunFolderError(f"has no {generator} generator; run `alignflow {step}` first", run.root)
     image_model = load_image_generator(checkpoint, device)
     pairs = _source_pairs(run, run_config, inputs)
-    candidates = math.ceil(config.num_pairs / config.judge_keep_fraction - 1e-9)  # 1e-9: 0.5 of 300 draws 600
+    candidates = math.ceil(config.num_pairs / config.judge_keep_fraction - 1e-9)  # 21 / 0.7: 30, not 31
     progress = StageProgress(on_event, "synthesize", candidates)
     if config.mask_source == "generated":
         mask_model = load_mask_generator(run.mask_generator, device)
@@ -203,7 +204,10 @@ def synthesize(run: RunFolder, device: torch.device, config: SynthesisConfig | N
         progress.update(start + len(chunk))
     images_t = torch.cat(images) if images else torch.empty(0)
     kept, judge_filter = list(range(len(masks))), None
-    if candidates > config.num_pairs and len(masks):
+    if len(masks) > config.num_pairs:  # there is something to choose from
+        if distributed.world().size > 1 and not is_current_export(run.source_segmenter / "exported"):
+            # Training it here would wait for ranks that are not synthesising (only rank 0 samples).
+            raise RunFolderError("has no source segmenter to judge the pairs; run `alignflow align` first", run.root)
         judge = ensure_source_segmenter(run, pairs, run_config, device, True, on_event)
         selection = select_by_judge(judge, images_t, masks, config.num_pairs)
         kept = selection.kept

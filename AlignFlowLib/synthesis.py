@@ -1,4 +1,5 @@
-"""Sampling from the generators with one seed per sample, so a synthetic set can be regrown or extended exactly.
+"""Sampling from the generators with one seed per sample, so a synthetic set can be regrown or extended exactly
+(unless a judge filters it: then each pair is still its seed's, but which seeds are kept depends on the count).
 
 Mask k is the k-th accepted sample of the mask generator's seed stream; image k is drawn from noise seeded by
 `seed + k` whatever the batch size.

@@ -12,11 +12,11 @@ import torch
 
 from AlignFlowLib.bench.pairs import draw_reference_sets
 from AlignFlowLib.bench.polyp import run_polyp_benchmark
-from AlignFlowLib.bench.protocol import load_protocol, summarize_method, win_checks
+from AlignFlowLib.bench.protocol import load_protocol, pairs_made, summarize_method, win_checks
 from AlignFlowLib.bench.report import README_BEGIN, README_END, ablation_table, readme_section, readme_table
 from AlignFlowLib.bench.stats import interval_budget, paired_difference
 from AlignFlowLib.checkpoint import load_checkpoint
-from AlignFlowLib.config import SegmenterConfig
+from AlignFlowLib.config import SegmenterConfig, SynthesisConfig, to_dict
 from AlignFlowLib.cli import main
 from AlignFlowLib.data.folders import ImageSet, PairSet
 from AlignFlowLib.data.phantoms import write_phantom_dataset
@@ -146,6 +146,14 @@ def test_smoke_protocol_pairs_every_method_and_resumes(fake_polyp, tmp_path):
     assert "smoke-more-seeds | --segmenter-seeds 3" in ablation_table(tmp_path / "results")  # not the preset's 2
     assert "smoke-more-seeds" not in readme_table(tmp_path / "results")
 
+    # A copy resumed with other synthesis settings stops instead of scoring the pairs it holds as if they were new.
+    stale = tmp_path / "results" / "smoke-stale"
+    shutil.copytree(out, stale)
+    (stale / "results.json").unlink()
+    with pytest.raises(RunFolderError, match="judge_keep_fraction"):
+        run_polyp_benchmark(fake_polyp, stale, "smoke", CPU, resume=True, methods=("stage1_synthetic",),
+                            overrides=("synthesis.judge_keep_fraction=0.5",))
+
     # An ablation: stage 1 reused, one setting changed; kept out of the main README table.
     # The judge is copied too when its recipe matches, read through the config class: a recipe recorded before a
     # segmenter setting existed (here: one dropped, at its default) still matches.
@@ -227,6 +235,18 @@ def test_bench_pairs_runs_the_protocol_on_plain_folders(tmp_path, capsys):
     assert main(["bench", "pairs", "--source", str(other.source), "--pool", str(paths.references), "--test",
                  str(paths.target_test), "--preset", "smoke", "--device", "cpu", "--out", str(out),
                  "--resume"]) == 4  # nor may a folder that copied other source pairs continue with these
+
+
+def test_pair_folders_count_as_made_only_with_the_same_synthesis_settings(tmp_path):
+    made = tmp_path / "pairs"
+    made.mkdir()
+    old = to_dict(SynthesisConfig(num_pairs=4))
+    del old["judge_keep_fraction"]  # a manifest written before that setting existed, at its default
+    (made / "manifest.json").write_text(json.dumps({"config": old}))
+    assert not pairs_made(tmp_path / "none", SynthesisConfig(num_pairs=4))
+    assert pairs_made(made, SynthesisConfig(num_pairs=4, batch_size=7))  # batch size changes no pair
+    with pytest.raises(RunFolderError, match=r"\(judge_keep_fraction, num_pairs\)"):
+        pairs_made(made, SynthesisConfig(num_pairs=5, judge_keep_fraction=0.5))
 
 
 def test_reference_sets_are_drawn_reproducibly_from_the_pool():

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from AlignFlowLib import pipeline
 from AlignFlowLib.checkpoint import load_checkpoint
 from AlignFlowLib.cli import main
 from AlignFlowLib.config import SamplerConfig, to_dict
@@ -64,7 +65,7 @@ def test_the_judge_keeps_the_pairs_whose_mask_it_finds_best_ties_to_the_earlier(
     assert select_by_judge(ReadsTheImageAsItsMask(), images, masks, keep=9).kept == [0, 1, 2, 3, 4]
 
 
-def test_run_end_to_end_and_synthesize_again(tmp_path, phantom_paths, capsys):
+def test_run_end_to_end_and_synthesize_again(tmp_path, phantom_paths, capsys, monkeypatch):
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps({"config": to_dict(tiny_config())}))
     run_dir = tmp_path / "run"
@@ -98,24 +99,35 @@ def test_run_end_to_end_and_synthesize_again(tmp_path, phantom_paths, capsys):
                  str(tmp_path / "real_masks"), "--device", "cpu"]) == 0
     assert len(list((tmp_path / "real_masks" / "masks").glob("*.png"))) == 3
 
-    # Judge filtering draws 2 x 3 candidates and keeps 3 of them unchanged: each kept pair is byte for byte the pair
-    # that unfiltered synthesis makes from its seed, and the manifest says what the judge saw.
+    # Judge filtering draws 2 x 3 candidates and keeps the 3 its judge prefers (here a stand-in that finds every
+    # mask in candidates 1, 3 and 5 and none in the others), each byte for byte the pair unfiltered synthesis makes
+    # from its seed; the manifest says what the judge saw.
     assert main(["synthesize", "--run", str(run_dir), "--num", "6", "--out", str(tmp_path / "six"),
                  "--device", "cpu"]) == 0
+    assert not json.loads((tmp_path / "six" / "manifest.json").read_text()).get("judge_filter")
+
+    class FindsTheOddCandidates:
+        def predict_probs(self, images):
+            return torch.arange(len(images)).remainder(2).float().view(-1, 1, 1, 1).expand(-1, 1, *images.shape[-2:])
+
+    monkeypatch.setattr(pipeline, "ensure_source_segmenter", lambda *args: FindsTheOddCandidates())
     assert main(["synthesize", "--run", str(run_dir), "--num", "3", "--judge-keep-fraction", "0.5", "--out",
                  str(tmp_path / "judged"), "--device", "cpu"]) == 0
     judged = json.loads((tmp_path / "judged" / "manifest.json").read_text())
     assert judged["judge_filter"]["candidates"] == 6 and judged["judge_filter"]["kept"] == 3
-    assert len(judged["seeds"]) == 3 and judged["seeds"] == sorted(judged["seeds"]) and max(judged["seeds"]) < 6
+    assert judged["seeds"] == [1, 3, 5] and judged["names"] == ["synth_000001", "synth_000003", "synth_000005"]
+    assert judged["judge_filter"]["judge_dice_kept_min"] > 0  # the even candidates score 0
+    assert judged["judge_filter"]["judge_dice_candidates_mean"] < judged["judge_filter"]["judge_dice_kept_mean"]
     for name in judged["names"]:
         for kind in ("images", "masks"):
             assert (tmp_path / "judged" / kind / f"{name}.png").read_bytes() == \
                 (tmp_path / "six" / kind / f"{name}.png").read_bytes()
-    assert judged["judge_filter"]["judge_dice_kept_mean"] >= judged["judge_filter"]["judge_dice_candidates_mean"]
+    monkeypatch.undo()
     capsys.readouterr()
     assert main(["synthesize", "--run", str(run_dir), "--judge-keep-fraction", "0", "--out", str(tmp_path / "zero"),
                  "--device", "cpu", "--progress", "jsonl"]) == 2
-    assert "synthesis.judge_keep_fraction = 0.0: must be > 0" in capsys.readouterr().out
+    error = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert "synthesis.judge_keep_fraction = 0.0: must be ≥ 0.05" in error["message"] and error["exit_code"] == 2
     assert not (tmp_path / "zero").exists()
 
     # A full disk half-way through writing new pairs leaves the previous ones exactly as they were; the next

@@ -33,7 +33,7 @@ from ..baselines.fda import fourier_domain_adaptation
 from ..baselines.histogram import match_histograms
 from ..atomic import write_json_atomic
 from ..checkpoint import load_checkpoint
-from ..config import RunConfig, SegmenterConfig, apply_overrides, from_dict, replace, to_dict
+from ..config import RunConfig, SegmenterConfig, SynthesisConfig, apply_overrides, from_dict, replace, to_dict
 from ..data.folders import ImageSet, PairSet, load_pairs, write_images, write_pairs
 from ..device import apply_process_settings, process_settings, set_compile, set_cpu_bf16
 from ..errors import AlignFlowError, RunFolderError, UsageError, choose
@@ -243,6 +243,22 @@ class SegmenterJobs:
             score_test, self.on_event))
         write_json_atomic(path, job)
         return _done(job)
+
+
+def pairs_made(folder: Path, synthesis: SynthesisConfig) -> bool:
+    """Whether `folder` already holds the pairs `synthesis` makes (a resumed benchmark skips them). Pairs made with
+    other settings (say a copied folder resumed with another `--set synthesis.…`) stop the run: they would be scored
+    as if new, and their segmenter jobs, keyed by the segmenter recipe alone, would be reused with them."""
+    manifest = Path(folder) / "manifest.json"
+    if not manifest.is_file():
+        return False
+    stored = to_dict(from_dict(SynthesisConfig, json.loads(manifest.read_text()).get("config", {})))
+    wanted = to_dict(synthesis)
+    differ = sorted(name for name in wanted if name != "batch_size" and stored.get(name) != wanted[name])
+    if differ:
+        raise RunFolderError(f"holds pairs made with other synthesis settings ({', '.join(differ)}); choose a new "
+                             f"--out", Path(folder))
+    return True
 
 
 def _done(job: dict[str, Any]) -> Future:
@@ -516,7 +532,7 @@ def _run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: tor
         synthesis = replace(config.synthesis, num_pairs=count)
         if "stage1_synthetic" in methods:
             stage1_dir = out_dir / "stage1_pairs"
-            if not (stage1_dir / "manifest.json").is_file():
+            if not pairs_made(stage1_dir, synthesis):
                 timer("synthesis", lambda: pipeline.synthesize(run, device, synthesis, stage1_dir, "stage1", on_event))
             stage1_pairs = load_pairs(stage1_dir, config.data)
             score("stage1_synthetic", "all", (stage1_pairs.images, stage1_pairs.masks))
@@ -544,7 +560,8 @@ def _run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: tor
 
             # AlignFlow: align to these references (images only), synthesise with stage 1's masks and noise, train.
             # It follows `synthesis.mask_source` (and a translation's start time) exactly as stage1_synthetic does,
-            # so the control stays exact under those ablations; alignflow_real_masks always takes real masks.
+            # so the control stays exact under those ablations; alignflow_real_masks always takes real masks. Under
+            # `synthesis.judge_keep_fraction` < 1 both draw the same candidates but each keeps its own best ones.
             set_dir = set_dir_of(set_name)
             wait_for_alignment(set_name)
             generator_file = set_dir / "aligned_generator.pt"
@@ -553,7 +570,7 @@ def _run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: tor
                 if method not in methods:
                     continue
                 pairs_out = set_dir / f"pairs_{mask_source}_masks"
-                if not (pairs_out / "manifest.json").is_file():
+                if not pairs_made(pairs_out, replace(synthesis, mask_source=mask_source)):
                     timer("synthesis", lambda: pipeline.synthesize(
                         run, device, replace(synthesis, mask_source=mask_source), pairs_out, "aligned", on_event,
                         checkpoint=generator_file))
