@@ -29,6 +29,9 @@
 #     >= +3 with the interval's lower end above 0 at both K = 5 and K = 10. A candidate must then hold on
 #     CVC-ClinicDB -> Kvasir-SEG (step 7 of bench/reverse-pair-cpu.sh, same rule there) before any version adopts it.
 #     Otherwise it stays an ablation, reported beside the others.
+#   (Ran 2026-11-27, 1765 s: kept judge Dice 0.40-0.43 against 0.25-0.28; stage-1 synthetic 38.8 against 35.8;
+#   AlignFlow − stage-1 +0.8 at K = 10 and −0.0 at K = 5; AlignFlow − source-only −0.8 and −1.6. Every expectation
+#   held; the rule did not fire.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
