@@ -32,17 +32,35 @@
 #   (Ran 2026-11-27, 1765 s: kept judge Dice 0.40-0.43 against 0.25-0.28; stage-1 synthetic 38.8 against 35.8;
 #   AlignFlow − stage-1 +0.8 at K = 10 and −0.0 at K = 5; AlignFlow − source-only −0.8 and −1.6. Every expectation
 #   held; the rule did not fire.)
+#
+# A follow-up, registered on 2026-11-27 (session 26) after the run above and before it ran:
+#   2. Judge filtering with gradients through the whole sampler (bench/full-gradient-cpu.sh's align.grad_last_steps=8)
+#      -> bench/results/cpu-ablation-judge-filter-0.5-full-sampler-gradient. Why: full-sampler gradients gave the
+#      largest AlignFlow − stage-1 of any run on this pair (+2.5 at K = 10, +3.0 at K = 5) but with intervals of
+#      ±5-8, while judge filtering narrowed the alignment control's intervals to about ±2.5; together they ask
+#      whether that gain is real. Its stage-1 control is step 1's, bit for bit (same stage 1, candidates and judge).
+#      Expected: AlignFlow − stage-1 between 0 and +3 at K = 10 and K = 5; AlignFlow not 3 points above
+#      source-only. Same rule as step 1 (a candidate would then need CVC-ClinicDB -> Kvasir-SEG, not run here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-out=bench/results/cpu-ablation-judge-filter-0.5
-statistics=bench/results/pair-statistics-cpu-ablation-judge-filter-0.5.json
-if [ ! -f "$out/results.json" ]; then
-  resume=(); [ -f "$out/run/config.json" ] && resume=(--resume)  # continue a cut-off run
-  "$PY" -m AlignFlowLib.cli bench polyp --data "${DATA:-../shared/data/polyp}" --preset cpu --device cpu \
-      --out "$out" --reuse-stage1 bench/results/cpu-96px-v2 \
-      --references K10_seed0,K10_seed1,K10_seed2,K5_seed0,K5_seed1,K5_seed2 \
-      --methods source_only,stage1_synthetic,alignflow \
-      --set synthesis.judge_keep_fraction=0.5 --progress jsonl "${resume[@]}" "$@"
-fi
-[ -f "$statistics" ] || "$PY" bench/pair_statistics.py "$out" --out "$statistics"
+# Step 1 writes cpu-ablation-judge-filter-0.5, step 2 the same name with its suffix; each is skipped once its
+# results.json exists, and its pair statistics once their file exists.
+for step in "" -full-sampler-gradient; do
+  case $step in
+    "") extra=() ;;
+    -full-sampler-gradient) extra=(--set align.grad_last_steps=8) ;;
+  esac
+  out=bench/results/cpu-ablation-judge-filter-0.5$step
+  statistics=bench/results/pair-statistics-cpu-ablation-judge-filter-0.5$step.json
+  if [ ! -f "$out/results.json" ]; then
+    resume=(); [ -f "$out/run/config.json" ] && resume=(--resume)  # continue a cut-off run
+    "$PY" -m AlignFlowLib.cli bench polyp --data "${DATA:-../shared/data/polyp}" --preset cpu --device cpu \
+        --out "$out" --reuse-stage1 bench/results/cpu-96px-v2 \
+        --references K10_seed0,K10_seed1,K10_seed2,K5_seed0,K5_seed1,K5_seed2 \
+        --methods source_only,stage1_synthetic,alignflow \
+        --set synthesis.judge_keep_fraction=0.5 ${extra[@]+"${extra[@]}"} --progress jsonl \
+        ${resume[@]+"${resume[@]}"} "$@"
+  fi
+  [ -f "$statistics" ] || "$PY" bench/pair_statistics.py "$out" --out "$statistics"
+done
