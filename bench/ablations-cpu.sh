@@ -17,7 +17,8 @@ run() {
   resume=(); [ -d "bench/results/cpu-ablation-$name/run" ] && resume=(--resume)  # continue a cut-off run
   "$PY" -m AlignFlowLib.cli bench polyp --data ../shared/data/polyp --preset cpu --device cpu \
     --out "bench/results/cpu-ablation-$name" --reuse-stage1 "$base" --references K10_seed0,K10_seed1,K10_seed2 \
-    --methods stage1_synthetic,alignflow --progress jsonl "${resume[@]}" "$@" >> "/tmp/ablation-$name.jsonl"
+    --methods stage1_synthetic,alignflow --progress jsonl ${resume[@]+"${resume[@]}"} "$@" \
+    >> "/tmp/ablation-$name.jsonl"
   echo "done $name"
 }
 # Segmenter-only ablations change nothing upstream, so they start from a copy of the main run's folder (same stage 1,
@@ -51,7 +52,8 @@ if [ ! -f "$out/results.json" ]; then
   resume=(); [ -f "$out/run/config.json" ] && resume=(--resume)
   "$PY" -m AlignFlowLib.cli bench polyp --data ../shared/data/polyp --preset cpu --device cpu --out "$out" \
     --set image_generator.num_steps=4500 --references K10_seed0,K10_seed1,K10_seed2,K5_seed0,K5_seed1,K5_seed2 \
-    --methods source_only,stage1_synthetic,alignflow --progress jsonl "${resume[@]}" >> /tmp/ablation-stage1-4500.jsonl
+    --methods source_only,stage1_synthetic,alignflow --progress jsonl ${resume[@]+"${resume[@]}"} \
+    >> /tmp/ablation-stage1-4500.jsonl
 fi
 # Classifier-free guidance 1.5 in synthesis and in alignment's sampling (the generator is trained with mask dropout
 # for it; every run so far sampled at 1.0). Chosen before any target number of it was seen, by a source-only rule:

@@ -60,7 +60,7 @@ for step in "" -translation-0.5 -K1; do
     "$PY" -m AlignFlowLib.cli bench polyp --data "${DATA:-../shared/data/polyp}" --preset cpu --device cpu \
         --out "$out" --reuse-stage1 bench/results/cpu-96px-v2 --references "$sets" \
         --methods source_only,stage1_synthetic,alignflow \
-        --set align.grad_last_steps=8 "${extra[@]}" --progress jsonl "${resume[@]}" "$@"
+        --set align.grad_last_steps=8 ${extra[@]+"${extra[@]}"} --progress jsonl ${resume[@]+"${resume[@]}"} "$@"
   fi
   [ -f "$statistics" ] || "$PY" bench/pair_statistics.py "$out" --out "$statistics"
 done

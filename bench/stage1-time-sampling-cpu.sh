@@ -65,7 +65,8 @@ if [ ! -f "$out/results.json" ]; then
   "$PY" -m AlignFlowLib.cli bench pairs --source "$folders/source" --source-val "$folders/source_val" \
     --pool "$folders/pool" --test "$folders/test" --preset cpu --device cpu --progress jsonl --out "$out" \
     --set image_generator.t_sampling=uniform --references K10_seed0,K10_seed1,K10_seed2 \
-    --methods source_only,stage1_synthetic,alignflow "${resume[@]}" >> /tmp/pairs-cvc-to-kvasir-uniform-time.jsonl
+    --methods source_only,stage1_synthetic,alignflow ${resume[@]+"${resume[@]}"} \
+    >> /tmp/pairs-cvc-to-kvasir-uniform-time.jsonl
   echo "done $out"
 fi
 "$PY" bench/compare_runs.py "$out:alignflow" "$base:alignflow" "$out:stage1_synthetic" "$base:stage1_synthetic" \
