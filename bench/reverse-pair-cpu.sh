@@ -73,7 +73,7 @@
 #      (AlignFlow − best non-generative >= +3, interval above 0, at K = 5 and K = 10). Expected: the kept pairs' mean
 #      judge Dice at least 0.1 above all candidates'; stage-1 synthetic above run 3's (33.8) by at least 2 points;
 #      AlignFlow − stage-1 within ±3; AlignFlow − source-only below +3.
-#      (Ran 2026-11-27, 2063 s: kept judge Dice 0.49 and 0.61-0.64 against 0.27 and 0.39-0.43 over all candidates;
+#      (Ran 2026-11-27, 2063 s: kept judge Dice 0.49 and 0.61-0.64 against 0.26 and 0.39-0.43 over all candidates;
 #      stage-1 synthetic 35.1, only +1.3 over run 3, so that expectation failed; AlignFlow − stage-1 −1.8 and −2.2,
 #      AlignFlow − source-only −5.0 and −5.5; the other expectations held.)
 #
