@@ -38,6 +38,8 @@ def test_pair_statistics_reads_every_pair_set_of_a_benchmark_folder(tmp_path):
     import subprocess
 
     from AlignFlowLib.data.folders import write_images, write_pairs
+    from AlignFlowLib.segmenter.export import export_segmenter
+    from AlignFlowLib.segmenter.model import build_segmenter
 
     masks = torch.zeros(3, 1, 96, 96)
     masks[:, :, 30:60, 30:60] = 1
@@ -49,7 +51,17 @@ def test_pair_statistics_reads_every_pair_set_of_a_benchmark_folder(tmp_path):
     aligned = torch.full((3, 3, 96, 96), -0.5)
     aligned[:, :, 30:60, 30:60] = 0.5                                                          # a visible lesion
     write_pairs(tmp_path / "aligned" / "K1_seed0" / "pairs_generated_masks", aligned, masks, names)
-    write_pairs(tmp_path / "aligned" / "K1_seed0" / "pairs_source_masks", stage1, masks, names)  # real masks
+    one_empty = masks.clone()
+    one_empty[0] = 0
+    write_pairs(tmp_path / "aligned" / "K1_seed0" / "pairs_source_masks", stage1, one_empty, names)  # real masks
+    # The run's judge: a segmenter that marks every pixel (zero weights, a large output bias).
+    judge = build_segmenter("unet", 3)
+    with torch.no_grad():
+        for parameter in judge.parameters():
+            parameter.zero_()
+        list(judge.parameters())[-1].fill_(10.0)
+    export_segmenter(judge, tmp_path / "run" / "source_segmenter" / "exported", architecture="unet", in_channels=3,
+                     image_size_px=96)
     write_images(tmp_path / "references" / "K1_seed0" / "images", torch.full((1, 3, 96, 96), 0.5), ["r"])
     out = tmp_path / "stats.json"
     subprocess.run([sys.executable, str(BENCH / "pair_statistics.py"), str(tmp_path), "--out", str(out)], check=True,
@@ -69,6 +81,9 @@ def test_pair_statistics_reads_every_pair_set_of_a_benchmark_folder(tmp_path):
     assert report["references"]["K1_seed0"]["brightness_mean"] == pytest.approx(0.75, abs=0.01)
     assert (pairs["stage1"]["judge_dice_kept"], pairs["stage1"]["judge_dice_candidates"]) == (0.6, 0.4)
     assert "judge_dice_kept" not in pairs["aligned K1_seed0"]  # its manifest-less folder was not filtered
+    # Marking every pixel finds each 30 x 30 lesion with Dice 2 * 900 / (9216 + 900), and misses an empty mask.
+    assert pairs["stage1"]["judge_dice"] == pytest.approx(1800 / 10116) and pairs["stage1"]["judge_misses"] == 0
+    assert pairs["aligned K1_seed0 (real masks)"]["judge_misses"] == pytest.approx(1 / 3)
 
 
 def test_table_prints_a_missing_value_as_nan(capsys):

@@ -5,8 +5,10 @@ the polyp layout and the test frames).
 
 Feature spread is the RMS distance of a set's EfficientNet-Lite0 pooled features (the reward's deep features) to
 their mean: it tells whether alignment narrowed what the generator draws (a collapse onto the K references) or not.
-Feature shift is the distance of a set's feature mean from the source pairs' mean. Sets made with
-`synthesis.judge_keep_fraction` below 1 also show the judge's mean Dice on the kept pairs and on all candidates.
+Feature shift is the distance of a set's feature mean from the source pairs' mean. When the folder holds the run's
+judge (the frozen source segmenter), each set also gets the judge's mean Dice against its masks and the share of pairs
+where the judge finds almost nothing (Dice < 0.05: a lesion the image does not show); sets made with
+`synthesis.judge_keep_fraction` below 1 also show, from their manifest, the judge's mean Dice on all candidates.
 
     python bench/pair_statistics.py RUN_DIR [--preset cpu] [--out FILE.json]
 """
@@ -25,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from AlignFlowLib.bench.protocol import bench_config  # noqa: E402
 from AlignFlowLib.data.folders import load_pairs, load_references  # noqa: E402
 from AlignFlowLib.reward.features import load_feature_extractor  # noqa: E402
+from AlignFlowLib.segmenter.export import ExportedSegmenter  # noqa: E402
+from AlignFlowLib.segmenter.metrics import dice_iou  # noqa: E402
 from stage1_dispersion import COLUMNS, image_statistics, print_table  # noqa: E402
 
 
@@ -52,6 +56,8 @@ def main() -> int:
         for folder in sorted(set_dir.glob("pairs_*_masks")):  # generated masks, or real ones (also translations)
             real = "" if folder.name == "pairs_generated_masks" else " (real masks)"
             folders[f"aligned {set_dir.name}{real}"] = folder
+    judge_dir = args.run / "run" / "source_segmenter" / "exported"
+    judge = ExportedSegmenter.load(judge_dir) if (judge_dir / "model.json").is_file() else None
     rows, source_mean = {}, None
     for name, folder in folders.items():
         if (folder / "images").is_dir():
@@ -63,6 +69,9 @@ def main() -> int:
                           "mask_area": float(pairs.masks.float().mean()), "feature_spread": feature_spread(features)}
             if source_mean is not None:
                 rows[name]["feature_shift_from_source"] = float((features.mean(0) - source_mean).norm())
+            if judge is not None:
+                dice, _ = dice_iou(judge.predict_probs(pairs.images) > 0.5, pairs.masks > 0.5)
+                rows[name].update(judge_dice=float(dice.mean()), judge_misses=float((dice < 0.05).float().mean()))
             manifest = folder / "manifest.json"
             judged = json.loads(manifest.read_text()).get("judge_filter") if manifest.is_file() else None
             if judged:  # synthesis kept the pairs its judge segments best: how much better than all candidates
@@ -77,6 +86,8 @@ def main() -> int:
     columns = [("count", "count", "d")] + COLUMNS + [("mask_area", "mask_area", ".3f"),
                                                     ("feature_spread", "feat_spread", ".2f"),
                                                     ("feature_shift_from_source", "feat_shift", ".2f")]
+    if judge is not None:
+        columns += [("judge_dice", "judge_dice", ".3f"), ("judge_misses", "judge_miss", ".3f")]
     if any("judge_dice_kept" in row for row in rows.values()):
         columns += [("judge_dice_kept", "judge_kept", ".3f"), ("judge_dice_candidates", "judge_all", ".3f")]
     print_table(rows, columns)
