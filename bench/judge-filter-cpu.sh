@@ -36,11 +36,15 @@
 # A follow-up, registered on 2026-11-27 (session 26) after the run above and before it ran:
 #   2. Judge filtering with gradients through the whole sampler (bench/full-gradient-cpu.sh's align.grad_last_steps=8)
 #      -> bench/results/cpu-ablation-judge-filter-0.5-full-sampler-gradient. Why: full-sampler gradients gave the
-#      largest AlignFlow − stage-1 of any run on this pair (+2.5 at K = 10, +3.0 at K = 5) but with intervals of
+#      largest AlignFlow − stage-1 of any run on this pair at K = 5 (+3.0; +2.5 at K = 10, level with the style-weight-0
+#      ablation; corrected after the run, it said "largest" for both K) but with intervals of
 #      ±5-8, while judge filtering narrowed the alignment control's intervals to about ±2.5; together they ask
 #      whether that gain is real. Its stage-1 control is step 1's, bit for bit (same stage 1, candidates and judge).
 #      Expected: AlignFlow − stage-1 between 0 and +3 at K = 10 and K = 5; AlignFlow not 3 points above
 #      source-only. Same rule as step 1 (a candidate would then need CVC-ClinicDB -> Kvasir-SEG, not run here).
+#   (Ran 2026-11-27, 1991 s: stage-1 synthetic reproduced step 1 exactly; AlignFlow 39.3 at K = 10 and 41.5 at K = 5,
+#   AlignFlow − stage-1 +0.5 [−4.0, +5.8] and +2.7 [−2.2, +9.0], AlignFlow − source-only −1.1 and +1.1. The
+#   expectations held; the rule did not fire.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
