@@ -181,7 +181,7 @@ class SynthesisConfig:
     # from the real source image of each mask (mask_source=source) mixed with noise, so the pair keeps its real
     # layout and exact mask and only the appearance is regenerated
     start_time: Annotated[float, Range(0, 0.95)] = 0.0
-    # 1: keep every pair. f in (0, 1): draw num_pairs / f candidates (pair k still from seed `seed + k`) and keep the
+    # 1: keep every pair. f in [0.05, 1): draw num_pairs / f candidates (pair k still from seed `seed + k`) and keep the
     # num_pairs in which the run's frozen source segmenter (the judge) best finds the conditioning mask: pairs whose
     # image lost its lesion are label noise for the segmenter (FreeMask, Yang et al. 2023, filters on the same idea).
     # With translation the judge has seen the start images in training, so it mostly checks their lesion survived
