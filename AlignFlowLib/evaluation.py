@@ -11,7 +11,7 @@ from .config import SamplerConfig
 from .models.velocity import VelocityUNet
 from .reward.features import FeatureExtractor
 from .reward.metrics import generator_metrics
-from .segmenter.metrics import dice_iou
+from .segmenter.metrics import mask_dice
 from .synthesis import generate_images
 
 
@@ -24,9 +24,7 @@ class GeneratorComparison:
 
 def mask_consistency(segmenter: Any, images: torch.Tensor, masks: torch.Tensor) -> float:
     """Mean Dice of a frozen segmenter's prediction on generated images against their conditioning masks."""
-    probs = segmenter.predict_probs(images)
-    dice, _ = dice_iou(probs > 0.5, masks > 0.5)
-    return float(dice.mean())
+    return float(mask_dice(segmenter, images, masks).mean())
 
 
 def compare_generators(generators: dict[str, VelocityUNet], masks: torch.Tensor, target_images: torch.Tensor,

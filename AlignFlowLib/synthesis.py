@@ -16,7 +16,7 @@ from .config import MaskGeneratorConfig, SamplerConfig
 from .device import autocast, compiled
 from .masks.postprocess import postprocess_masks
 from .models.velocity import VelocityUNet, guided_velocity
-from .segmenter.metrics import dice_iou
+from .segmenter.metrics import mask_dice
 from .flow.path import interpolate
 from .flow.sampler import sample_ode
 
@@ -67,8 +67,7 @@ class JudgeSelection:
 def select_by_judge(judge: Any, images: torch.Tensor, masks: torch.Tensor, keep: int) -> JudgeSelection:
     """The `keep` candidate pairs whose conditioning mask a frozen segmenter (`predict_probs`) finds best, by Dice;
     ties go to the earlier candidate, so the choice is reproducible."""
-    probs = judge.predict_probs(images)
-    dice, _ = dice_iou(probs > 0.5, masks > 0.5)
+    dice = mask_dice(judge, images, masks)
     order = sorted(range(len(dice)), key=lambda k: (-float(dice[k]), k))
     return JudgeSelection(sorted(order[:keep]), dice.float())
 

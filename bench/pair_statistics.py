@@ -28,7 +28,7 @@ from AlignFlowLib.bench.protocol import bench_config  # noqa: E402
 from AlignFlowLib.data.folders import load_pairs, load_references  # noqa: E402
 from AlignFlowLib.reward.features import load_feature_extractor  # noqa: E402
 from AlignFlowLib.segmenter.export import ExportedSegmenter  # noqa: E402
-from AlignFlowLib.segmenter.metrics import dice_iou  # noqa: E402
+from AlignFlowLib.segmenter.metrics import mask_dice  # noqa: E402
 from stage1_dispersion import COLUMNS, image_statistics, print_table  # noqa: E402
 
 
@@ -70,7 +70,7 @@ def main() -> int:
             if source_mean is not None:
                 rows[name]["feature_shift_from_source"] = float((features.mean(0) - source_mean).norm())
             if judge is not None:
-                dice, _ = dice_iou(judge.predict_probs(pairs.images) > 0.5, pairs.masks > 0.5)
+                dice = mask_dice(judge, pairs.images, pairs.masks)
                 rows[name].update(judge_dice=float(dice.mean()), judge_misses=float((dice < 0.05).float().mean()))
             manifest = folder / "manifest.json"
             judged = json.loads(manifest.read_text()).get("judge_filter") if manifest.is_file() else None

@@ -570,10 +570,10 @@ def _run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: tor
                 if method not in methods:
                     continue
                 pairs_out = set_dir / f"pairs_{mask_source}_masks"
-                if not pairs_made(pairs_out, replace(synthesis, mask_source=mask_source)):
-                    timer("synthesis", lambda: pipeline.synthesize(
-                        run, device, replace(synthesis, mask_source=mask_source), pairs_out, "aligned", on_event,
-                        checkpoint=generator_file))
+                method_synthesis = replace(synthesis, mask_source=mask_source)
+                if not pairs_made(pairs_out, method_synthesis):
+                    timer("synthesis", lambda: pipeline.synthesize(run, device, method_synthesis, pairs_out, "aligned",
+                                                                   on_event, checkpoint=generator_file))
                 made = load_pairs(pairs_out, config.data)
                 score(method, set_name, (made.images, made.masks))
 

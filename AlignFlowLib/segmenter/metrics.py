@@ -22,6 +22,13 @@ def dice_iou(pred: torch.Tensor, truth: torch.Tensor) -> tuple[torch.Tensor, tor
     return dice, iou
 
 
+def mask_dice(segmenter: Any, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Per-image Dice (N,) of a frozen segmenter's prediction (`predict_probs` > 0.5) against given masks: how well
+    it finds each pair's mask in its image (the judge of synthetic pairs)."""
+    dice, _ = dice_iou(segmenter.predict_probs(images) > 0.5, masks > 0.5)
+    return dice
+
+
 def summarize(dice: torch.Tensor, iou: torch.Tensor) -> dict[str, Any]:
     """mDice and mIoU as means over images, plus the per-image lists."""
     return {"mdice": float(dice.mean()) if len(dice) else float("nan"),
