@@ -25,7 +25,7 @@ from .run_folder import RunFolder
 from .segmenter.export import ExportedSegmenter, export_segmenter, is_current_export
 from .segmenter.train import train_segmenter
 from .synthesis import generate_images, generate_masks, select_by_judge
-from .train.align import align_generator
+from .train.align import SELECTIONS, align_generator
 from .train.flow_matching import rebuild_flow_model
 from .train.generators import lesion_loss_weight, train_image_generator, train_mask_generator
 from .version import __version__
@@ -154,7 +154,9 @@ def align(run: RunFolder, references_dir: Path, device: torch.device, resume: bo
                                                                 "history": result.history}})
     summary = {"best_step": result.best_step, "stopped_early": result.stopped_early,
                "num_references": len(references), "eval_step": result.history.get("eval_step", []),
-               "heldout_mmd": result.history.get("heldout_mmd", [])}
+               "criterion": SELECTIONS[config.align.selection], "heldout_mmd": result.history.get("heldout_mmd", [])}
+    if "selection_baseline" in result.history:  # patch SWD of stage 1 at each pyramid level: the criterion's unit
+        summary["selection_baseline"] = result.history["selection_baseline"]
     if out_dir is None:
         run.update_metrics(align=summary)
     distributed.barrier()  # the aligned generator is on disk for every rank

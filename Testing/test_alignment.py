@@ -110,3 +110,21 @@ def test_anchor_uses_stage1s_lesion_weighting_when_given(stage1):
     # Same seeds, same batch: only the per-pixel weighting differs, and lesion pixels are a minority, so it shows.
     assert anchors["weighted"] != pytest.approx(anchors["plain"], rel=1e-3), anchors
     assert lesion_loss_weight(source.masks, 0.0) is None  # an unweighted stage 1 keeps the plain anchor
+
+
+def test_patch_swd_selection_is_relative_to_stage1_and_survives_resume(stage1):
+    config = replace(CONFIG.align, selection="patch_swd", num_steps=3, eval_every_steps=1, checkpoint_every_steps=1)
+    source, references = stage1["source"], stage1["references"].images[:2]
+    run = lambda path, steps, resume=False: align_generator(  # noqa: E731
+        stage1["model"], source.images, source.masks, references, replace(config, num_steps=steps), DEVICE,
+        stage1["root"] / path, resume=resume)
+    straight = run("swd.pt", 3)
+    # Stage 1's own distance is the unit: the first evaluation is 1 at every level, later ones move from it.
+    assert straight.history["heldout_mmd"][0] == pytest.approx(1.0)
+    assert len(straight.history["selection_baseline"]) == 3 and min(straight.history["selection_baseline"]) > 0
+    assert straight.history["eval_step"] == [0, 1, 2, 3] and len(set(straight.history["heldout_mmd"])) > 1
+    run("swd-resumed.pt", 2)
+    resumed = run("swd-resumed.pt", 3, resume=True)
+    # The resumed run keeps the first run's baseline, so its last value is on the same scale as the straight run's.
+    assert resumed.history["selection_baseline"] == straight.history["selection_baseline"]
+    assert resumed.history["heldout_mmd"] == pytest.approx(straight.history["heldout_mmd"], rel=1e-4)

@@ -84,6 +84,18 @@ def test_pair_statistics_reads_every_pair_set_of_a_benchmark_folder(tmp_path):
     # Marking every pixel finds each 30 x 30 lesion with Dice 2 * 900 / (9216 + 900), and misses an empty mask.
     assert pairs["stage1"]["judge_dice"] == pytest.approx(1800 / 10116) and pairs["stage1"]["judge_misses"] == 0
     assert pairs["aligned K1_seed0 (real masks)"]["judge_misses"] == pytest.approx(1 / 3)
+    distances = report["distance_to_references"]
+    assert set(distances) == set(pairs) | {"source, histogram matching", "source, FDA"}
+    assert all(set(rows) == {"K1_seed0"} for rows in distances.values())
+    source, aligned = distances["source (real)"]["K1_seed0"], distances["aligned K1_seed0"]["K1_seed0"]
+    # Flat grey against a flat, lighter reference: no texture at any band-pass level, only the low-pass level
+    # differs; the aligned images' lesion edge is texture.
+    assert source["patch_swd"][:2] == [0.0, 0.0] and source["patch_swd"][2] > 100
+    assert aligned["patch_swd"][0] > 1
+    # Both restylings turn a flat image into the flat reference: nothing is left in either distance.
+    for restyled in ("source, histogram matching", "source, FDA"):
+        assert max(distances[restyled]["K1_seed0"]["patch_swd"]) < 5
+        assert distances[restyled]["K1_seed0"]["reward_mmd2"] < 0.1 * source["reward_mmd2"]
 
 
 def test_table_prints_a_missing_value_as_nan(capsys):

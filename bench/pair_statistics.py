@@ -3,6 +3,12 @@
 no target test image and trains nothing, so it works for `bench pairs` folders too (bench/pair_diagnostics.py needs
 the polyp layout and the test frames).
 
+Distance to the references: for every reference set, each pair set's MMD² to it in the reward's own features (what
+alignment lowers) and the multi-scale patch SWD to it (no network: colour and texture per pyramid level, finest
+first, × 1000). Source and stage-1 pairs are measured against every set, aligned pairs against their own, and so are
+the two non-generative restylings of the source pairs (histogram matching, FDA) for scale. A set that gets closer in
+the reward's features but not in the patch SWD has learned the extractor's blind spots, not the target's look.
+
 Feature spread is the RMS distance of a set's EfficientNet-Lite0 pooled features (the reward's deep features) to
 their mean: it tells whether alignment narrowed what the generator draws (a collapse onto the K references) or not.
 Feature shift is the distance of a set's feature mean from the source pairs' mean. When the folder holds the run's
@@ -24,11 +30,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from AlignFlowLib.baselines.fda import fourier_domain_adaptation  # noqa: E402
+from AlignFlowLib.baselines.histogram import match_histograms  # noqa: E402
 from AlignFlowLib.bench.protocol import bench_config  # noqa: E402
 from AlignFlowLib.data.folders import load_pairs, load_references  # noqa: E402
 from AlignFlowLib.reward.features import load_feature_extractor  # noqa: E402
+from AlignFlowLib.reward.mmd import mmd2_unbiased  # noqa: E402
+from AlignFlowLib.reward.patch_swd import patch_swd, pyramid_levels  # noqa: E402
 from AlignFlowLib.segmenter.export import ExportedSegmenter  # noqa: E402
 from AlignFlowLib.segmenter.metrics import mask_dice  # noqa: E402
+from AlignFlowLib.train.align import reference_views  # noqa: E402
 from stage1_dispersion import COLUMNS, image_statistics, print_table  # noqa: E402
 
 
@@ -41,6 +52,24 @@ def deep_features(images: torch.Tensor, feature_size_px: int) -> torch.Tensor:
 def feature_spread(features: torch.Tensor) -> float:
     """RMS distance of the rows to their mean."""
     return float((features - features.mean(0)).pow(2).sum(1).mean().sqrt())
+
+
+def distances_to_references(images: torch.Tensor, features: torch.Tensor, references: torch.Tensor,
+                            feature_size_px: int) -> dict[str, float | list[float]]:
+    """MMD² in the reward's features and patch SWD (× 1000 per level), both against the references' four flips as
+    alignment sees them."""
+    views = reference_views(references)
+    return {"reward_mmd2": float(mmd2_unbiased(features, deep_features(views, feature_size_px))),
+            "patch_swd": [round(1000 * d, 2) for d in patch_swd(images, views, pyramid_levels(images.shape[-1]))]}
+
+
+def print_distances(distances: dict[str, dict[str, dict]]) -> None:
+    for set_name in sorted({name for rows in distances.values() for name in rows}):
+        print(f"distance to references {set_name}: reward-feature MMD², patch SWD × 1000 per level (finest first)")
+        for name, rows in distances.items():
+            if set_name in rows:
+                row = rows[set_name]
+                print(f"  {name:<28} {row['reward_mmd2']:8.4f}   " + "  ".join(f"{d:7.2f}" for d in row["patch_swd"]))
 
 
 def main() -> int:
@@ -58,13 +87,25 @@ def main() -> int:
             folders[f"aligned {set_dir.name}{real}"] = folder
     judge_dir = args.run / "run" / "source_segmenter" / "exported"
     judge = ExportedSegmenter.load(judge_dir) if (judge_dir / "model.json").is_file() else None
-    rows, source_mean = {}, None
+    reference_images = {set_dir.name: load_references(set_dir / "images", data).images
+                        for set_dir in sorted((args.run / "references").glob("*"))}
+    rows, source_mean, distances = {}, None, {}
     for name, folder in folders.items():
         if (folder / "images").is_dir():
             pairs = load_pairs(folder, data)
             features = deep_features(pairs.images, feature_size_px)
+            own = name.split()[1] if name.startswith("aligned") else None
+            distances[name] = {set_name: distances_to_references(pairs.images, features, images, feature_size_px)
+                               for set_name, images in reference_images.items() if own in (None, set_name)}
             if name == "source (real)":  # read first
                 source_mean = features.mean(0)
+                for restyle_name, restyle in (("histogram matching", match_histograms),
+                                              ("FDA", fourier_domain_adaptation)):
+                    distances[f"source, {restyle_name}"] = {
+                        set_name: distances_to_references(styled, deep_features(styled, feature_size_px), images,
+                                                          feature_size_px)
+                        for set_name, images in reference_images.items()
+                        for styled in [restyle(pairs.images, images)]}
             rows[name] = {"count": len(pairs), **image_statistics(pairs.images, pairs.masks),
                           "mask_area": float(pairs.masks.float().mean()), "feature_spread": feature_spread(features)}
             if source_mean is not None:
@@ -78,9 +119,8 @@ def main() -> int:
                 rows[name].update(judge_dice_kept=judged["judge_dice_kept_mean"],
                                   judge_dice_candidates=judged["judge_dice_candidates_mean"])
     references = {}
-    for set_dir in sorted((args.run / "references").glob("*")):
-        images = load_references(set_dir / "images", data).images
-        references[set_dir.name] = {"count": len(images),
+    for set_name, images in reference_images.items():
+        references[set_name] = {"count": len(images),
                                     "brightness_mean": float(((images.float() + 1) / 2).mean()),
                                     "feature_spread": feature_spread(deep_features(images, feature_size_px))}
     columns = [("count", "count", "d")] + COLUMNS + [("mask_area", "mask_area", ".3f"),
@@ -94,9 +134,10 @@ def main() -> int:
     for name, row in references.items():
         print(f"references {name}: {row['count']} images, brightness {row['brightness_mean']:.3f}, "
               f"feature spread {row['feature_spread']:.2f}")
+    print_distances(distances)
     if args.out:
-        args.out.write_text(json.dumps({"run": str(args.run), "pairs": rows, "references": references},
-                                       indent=1) + "\n")
+        args.out.write_text(json.dumps({"run": str(args.run), "pairs": rows, "references": references,
+                                        "distance_to_references": distances}, indent=1) + "\n")
     return 0
 
 

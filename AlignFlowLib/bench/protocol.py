@@ -41,6 +41,7 @@ from ..evaluation import compare_generators
 from ..events import EventCallback, StageProgress, ignore_events
 from ..presets import DEFAULT, DEMO
 from ..reward.features import load_feature_extractor
+from ..train.align import SELECTIONS
 from ..run_folder import RunFolder
 from ..segmenter.metrics import dice_iou, summarize
 from ..version import __version__
@@ -632,7 +633,8 @@ def _run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: tor
             "bootstrap": bootstrap, "recipe_check": recipe_check,
             "judge_source_val": _judge_val(judge, data.source_val),
             "methods": method_results, "generator": generator_metrics,
-            "align_selection": {"rule": "held-out-reference MMD² (references only; target test never read)",
+            "align_selection": {"rule": f"{SELECTIONS[config.align.selection]} (references only; target test never "
+                                        "read)",
                                 **align_summaries},
             "win": win_checks({k: v.get("paired", {}) for k, v in alignflow_by_k.items()}, alignflow_by_k,
                               generator_metrics),

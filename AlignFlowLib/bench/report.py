@@ -87,12 +87,13 @@ def generator_rows(results: dict[str, Any]) -> list[list[Any]]:
 
 def _example_sections(results: dict[str, Any], examples: dict[str, dict]) -> list[tuple[str, str]]:
     """Per reference set: the references, stage-1 and aligned samples from the same masks and noise, and the
-    held-out-reference MMD² during alignment (the selection criterion)."""
+    selection criterion during alignment (held-out-reference MMD² unless the run chose another)."""
     sections = []
     for set_name, pics in examples.items():
         align = results.get("align_selection", {}).get(set_name, {})
+        criterion = align.get("criterion", "held-out MMD²")  # summaries from before the choice was recorded
         curve = svg_curve(align.get("eval_step", []), align.get("heldout_mmd", []),
-                          f"{set_name}: held-out-reference MMD² during alignment")
+                          f"{set_name}: {criterion} during alignment")
         sections.append((f"{set_name}: references (images only), stage-1 and aligned samples",
                          "<p>references</p>" + pictures(pics["references"]) +
                          "<p>stage-1 generator</p>" + pictures(pics["stage1"], pics["masks"]) +

@@ -5,8 +5,9 @@ Loss per step (DESIGN.md §2):
         + λ_anchor · L_FM(θ; source pairs)                        (stay a good generator of source anatomy)
         + λ_mask · BCE(S(G_θ(z, m)), m)                           (a frozen source segmenter still finds m)
 G_θ is the ODE sampler with gradients through its last k steps (DRaFT-k); φ is frozen EfficientNet-Lite0.
-Early stopping uses MMD² to references held out from the reward, or (selection = all_references) MMD² to all K
-references in block-10 statistics, which the reward does not score.
+Early stopping uses MMD² to references held out from the reward; or, with the reward on all K references, MMD² to
+them in block-10 statistics (selection = all_references) or the multi-scale patch SWD to them (selection = patch_swd),
+neither of which the reward scores; the patch SWD uses no network at all, so reward hacking cannot lower it.
 """
 
 from __future__ import annotations
@@ -32,9 +33,15 @@ from ..models.lora import apply_lora, merge_lora
 from ..models.velocity import VelocityUNet, drop_masks, guided_velocity
 from ..reward.features import load_feature_extractor
 from ..reward.mmd import mmd2_unbiased
+from ..reward.patch_swd import patch_swd, pyramid_levels, relative_patch_swd
 from ..synthesis import generate_images
 from .flow_matching import LossWeightFn
 from ..version import __version__
+
+
+# What each selection mode minimises, as the log names it.
+SELECTIONS = {"holdout": "held-out MMD²", "all_references": "block-10 MMD² to all references",
+              "patch_swd": "patch SWD to all references (relative to stage 1)"}
 
 
 def reference_views(images: torch.Tensor) -> torch.Tensor:
@@ -98,20 +105,23 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
     generator = seeded_generator(config.seed)
 
     # Selection: either split the references (the reward sees one part, early stopping the other), or give the
-    # reward all of them and stop on a distance to all of them in a feature space the reward does not score.
-    choose("selection", config.selection, ("holdout", "all_references"))
+    # reward all of them and stop on a distance to all of them that the reward does not score.
+    choose("selection", config.selection, SELECTIONS)
     extractor = load_feature_extractor(config.feature_size_px, config.style_weight, device)
-    if config.selection == "all_references":
-        reward_idx, holdout_idx = list(range(len(references))), list(range(len(references)))
-        select_features = extractor.selection_features
-    else:
+    if config.selection == "holdout":
         reward_idx, holdout_idx = split_references(len(references), config.holdout_fraction, config.seed)
-        select_features = extractor
+    else:
+        reward_idx, holdout_idx = list(range(len(references))), list(range(len(references)))
     if not holdout_idx:
         progress.log("K=1 reference: none can be held out, so early stopping is off and all steps run")
     reward_features = _features(extractor, reference_views(references[reward_idx]).to(device))
-    holdout_features = (_features(select_features, reference_views(references[holdout_idx]).to(device))
-                        if holdout_idx else None)
+    selection_references = reference_views(references[holdout_idx]) if holdout_idx else None
+    if selection_references is None or config.selection == "patch_swd":
+        holdout_features = None
+    else:
+        select_features = extractor if config.selection == "holdout" else extractor.selection_features
+        holdout_features = _features(select_features, selection_references.to(device))
+    swd_levels = pyramid_levels(min(references.shape[-2:]))
 
     # Model: a trainable copy, fully or through low-rank adapters.
     model = copy.deepcopy(stage1_model).to(device).train()
@@ -130,16 +140,24 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
     eval_index = torch.randperm(len(condition_masks), generator=seeded_generator(config.seed + 1))[:eval_count]
     eval_masks, eval_seeds = condition_masks[eval_index], list(range(10_000, 10_000 + eval_count))
 
+    def selection_distance(images: torch.Tensor) -> float:
+        if config.selection != "patch_swd":
+            return float(mmd2_unbiased(_features(select_features, images.to(device)), holdout_features, config.kernel))
+        levels = patch_swd(images.float().cpu(), selection_references, swd_levels, seed=config.seed)
+        if not history.get("selection_baseline"):  # the first evaluation is stage 1's own: the unit of each level
+            history["selection_baseline"] = levels
+        return relative_patch_swd(levels, history["selection_baseline"])
+
     def heldout_mmd() -> float | None:
-        """Rank 0 scores, every rank receives its number: one early-stopping decision for all ranks."""
-        if holdout_features is None:
+        """The selection criterion (lower is better). Rank 0 scores, every rank receives its number: one
+        early-stopping decision for all ranks."""
+        if selection_references is None:
             return None
         value = torch.zeros((), dtype=torch.float64, device=device)
         if distributed.is_main():
             images = generate_images(model, eval_masks, eval_seeds, config.sampler, device, compile_model=False)
             model.train()  # generate_images switched it to eval; all ranks stay in one mode
-            value += float(mmd2_unbiased(_features(select_features, images.to(device)), holdout_features,
-                                         config.kernel))
+            value += selection_distance(images)
         return float(distributed.broadcast_from_main(value))
 
     step, best_step, best_metric, bad_evals, stopped_early = 0, 0, math.inf, 0, False
@@ -165,13 +183,13 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
         best_state = state["best_model"] or None
         progress = StageProgress(on_event, "align", config.num_steps, start_step=step)
         progress.log(f"resumed from step {step}")
-    elif holdout_features is not None:
+    elif selection_references is not None:
         best_metric = heldout_mmd()
         best_state = copy.deepcopy(model.state_dict())
         history["eval_step"].append(0)
         history["heldout_mmd"].append(best_metric)
-        progress.log(f"held-out MMD² before alignment: {best_metric:.4f} "
-                     f"({len(reward_idx)} reward / {len(holdout_idx)} held-out references)")
+        progress.log(f"{SELECTIONS[config.selection]} before alignment: {best_metric:.4f} "
+                     f"({len(reward_idx)} reward / {len(holdout_idx)} selection references)")
 
     net = distributed.wrap(model, device)  # under torchrun: this rank's rows of each global batch, DDP gradients
     while step < config.num_steps and not stopped_early:
@@ -228,8 +246,8 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
         for key, value in metrics.items():
             history[key].append(value)
 
-        # Early stopping on held-out MMD².
-        if holdout_features is not None and (step % config.eval_every_steps == 0 or step == config.num_steps):
+        # Early stopping on the selection criterion.
+        if selection_references is not None and (step % config.eval_every_steps == 0 or step == config.num_steps):
             metric = heldout_mmd()
             history["eval_step"].append(step)
             history["heldout_mmd"].append(metric)
@@ -241,7 +259,7 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
                 bad_evals += 1
                 if bad_evals >= config.patience_evals:
                     stopped_early = True
-                    progress.log(f"early stop at step {step}: held-out MMD² has not improved for "
+                    progress.log(f"early stop at step {step}: {SELECTIONS[config.selection]} has not improved for "
                                  f"{bad_evals} evaluations (best {best_metric:.4f} at step {best_step})")
         progress.update(step, **metrics)
 
@@ -249,7 +267,7 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
         if step % config.checkpoint_every_steps == 0 or step == config.num_steps or stopped_early:
             save_checkpoint(checkpoint_path, snapshot())
 
-    if holdout_features is None:
+    if selection_references is None:
         best_step, best_state = step, model.state_dict()
     if step == 0 and not Path(checkpoint_path).is_file():
         save_checkpoint(checkpoint_path, snapshot())
