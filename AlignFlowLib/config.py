@@ -154,8 +154,8 @@ class AlignConfig:
     mask_consistency_weight: Annotated[float, NON_NEGATIVE] = 0.1
     # holdout: early stopping on MMD² to references held out from the reward | all_references: reward uses all K;
     # stopping on MMD² to all K in block-10 statistics, a feature space the reward does not score | patch_swd: reward
-    # uses all K; stopping on the multi-scale patch SWD to all K relative to stage 1's (no network, so reward hacking
-    # cannot lower it)
+    # uses all K; stopping on the multi-scale patch SWD to all K relative to stage 1's (no network, so no blind spot of
+    # the reward's extractor can lower it)
     selection: Annotated[str, OneOf(("holdout", "all_references", "patch_swd"))] = "holdout"
     # share of the references held out from the reward (selection=holdout)
     holdout_fraction: Annotated[float, Range(0, 1, open_low=True)] = 0.4

@@ -10,6 +10,7 @@ import torch
 
 from AlignFlowLib.config import replace
 from AlignFlowLib.data import load_pairs, load_references
+from AlignFlowLib.errors import RunFolderError
 from AlignFlowLib.evaluation import compare_generators
 from AlignFlowLib.presets import DEMO
 from AlignFlowLib.reward.features import load_feature_extractor
@@ -115,16 +116,25 @@ def test_anchor_uses_stage1s_lesion_weighting_when_given(stage1):
 def test_patch_swd_selection_is_relative_to_stage1_and_survives_resume(stage1):
     config = replace(CONFIG.align, selection="patch_swd", num_steps=3, eval_every_steps=1, checkpoint_every_steps=1)
     source, references = stage1["source"], stage1["references"].images[:2]
-    run = lambda path, steps, resume=False: align_generator(  # noqa: E731
-        stage1["model"], source.images, source.masks, references, replace(config, num_steps=steps), DEVICE,
-        stage1["root"] / path, resume=resume)
+    events = []
+    run = lambda path, steps, resume=False, selection="patch_swd": align_generator(  # noqa: E731
+        stage1["model"], source.images, source.masks, references,
+        replace(config, num_steps=steps, selection=selection), DEVICE, stage1["root"] / path, resume=resume,
+        on_event=events.append)
     straight = run("swd.pt", 3)
-    # Stage 1's own distance is the unit: the first evaluation is 1 at every level, later ones move from it.
+    # The reward sees every reference; stage 1's own distance is the unit, so the first evaluation is 1.
+    assert any("(2 reward / 2 selection references)" in e.get("message", "") for e in events)
     assert straight.history["heldout_mmd"][0] == pytest.approx(1.0)
     assert len(straight.history["selection_baseline"]) == 3 and min(straight.history["selection_baseline"]) > 0
     assert straight.history["eval_step"] == [0, 1, 2, 3] and len(set(straight.history["heldout_mmd"])) > 1
+    curve = straight.history["heldout_mmd"]
+    assert straight.best_step == straight.history["eval_step"][curve.index(min(curve))]
     run("swd-resumed.pt", 2)
     resumed = run("swd-resumed.pt", 3, resume=True)
     # The resumed run keeps the first run's baseline, so its last value is on the same scale as the straight run's.
     assert resumed.history["selection_baseline"] == straight.history["selection_baseline"]
     assert resumed.history["heldout_mmd"] == pytest.approx(straight.history["heldout_mmd"], rel=1e-4)
+    # A checkpoint made under another criterion cannot be continued under this one: its best is on another scale.
+    run("holdout.pt", 1, selection="holdout")
+    with pytest.raises(RunFolderError, match="selection=holdout"):
+        run("holdout.pt", 2, resume=True)

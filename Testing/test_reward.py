@@ -212,6 +212,25 @@ def test_sliced_wasserstein_of_a_shift_in_one_dimension_is_the_shift():
     assert sliced_wasserstein(a, a[::2], 16, torch.Generator().manual_seed(1)) < 0.15
 
 
+def test_pyramid_bands_of_constants_and_ramps_are_empty_and_patches_are_windows():
+    from AlignFlowLib.reward.patch_swd import _random_patches, laplacian_pyramid
+
+    tint = torch.tensor([0.0, 0.1, 0.2]).view(3, 1, 1)
+    ramp = (torch.arange(32.0) / 32).view(1, 1, 1, 32).expand(2, 3, 32, 32) + tint
+    bands = laplacian_pyramid(ramp, 3)
+    assert [tuple(b.shape[-2:]) for b in bands] == [(32, 32), (16, 16), (8, 8)]
+    # Reduction and expansion are in phase: smooth shading stays in the low-pass level (away from the borders).
+    assert max(float(b[..., 4:-4, 4:-4].abs().max()) for b in bands[:2]) < 1e-3
+    assert float(bands[2].std()) > 0.1
+    images = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+    patches = _random_patches(images, 5, 7, torch.Generator().manual_seed(1))
+    generator = torch.Generator().manual_seed(1)  # the same draws, sliced by hand
+    top, left = torch.randint(6, (2, 5, 1, 1), generator=generator), torch.randint(6, (2, 5, 1, 1), generator=generator)
+    expected = torch.stack([images[i, :, top[i, j, 0, 0]:top[i, j, 0, 0] + 7, left[i, j, 0, 0]:left[i, j, 0, 0] + 7]
+                            .permute(1, 2, 0).reshape(-1) for i in range(2) for j in range(5)])
+    assert torch.equal(patches, expected)
+
+
 def test_patch_swd_separates_a_colour_shift_from_a_texture_change():
     from AlignFlowLib.reward.patch_swd import patch_swd
 

@@ -6,8 +6,9 @@ the polyp layout and the test frames).
 Distance to the references: for every reference set, each pair set's MMD² to it in the reward's own features (what
 alignment lowers) and the multi-scale patch SWD to it (no network: colour and texture per pyramid level, finest
 first, × 1000). Source and stage-1 pairs are measured against every set, aligned pairs against their own, and so are
-the two non-generative restylings of the source pairs (histogram matching, FDA) for scale. A set that gets closer in
-the reward's features but not in the patch SWD has learned the extractor's blind spots, not the target's look.
+the two non-generative restylings of the source pairs (histogram matching, FDA) for scale. Neither distance is the
+truth; where they disagree (closer in the reward's features, not in patch SWD), what lowered the reward is something
+only the extractor sees.
 
 Feature spread is the RMS distance of a set's EfficientNet-Lite0 pooled features (the reward's deep features) to
 their mean: it tells whether alignment narrowed what the generator draws (a collapse onto the K references) or not.
@@ -58,9 +59,9 @@ def distances_to_references(images: torch.Tensor, features: torch.Tensor, refere
                             feature_size_px: int) -> dict[str, float | list[float]]:
     """MMD² in the reward's features and patch SWD (× 1000 per level), both against the references' four flips as
     alignment sees them."""
-    views = reference_views(references)
+    views, levels = reference_views(references), pyramid_levels(min(images.shape[-2:]))
     return {"reward_mmd2": float(mmd2_unbiased(features, deep_features(views, feature_size_px))),
-            "patch_swd": [round(1000 * d, 2) for d in patch_swd(images, views, pyramid_levels(images.shape[-1]))]}
+            "patch_swd": [round(1000 * d, 2) for d in patch_swd(images, views, levels)]}
 
 
 def print_distances(distances: dict[str, dict[str, dict]]) -> None:

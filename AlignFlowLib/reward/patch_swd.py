@@ -18,18 +18,27 @@ import torch.nn.functional as F
 _BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
 
 
-def _blur_down(images: torch.Tensor) -> torch.Tensor:
+def _blur(images: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
     channels = images.shape[1]
-    kernel = (_BINOMIAL[:, None] * _BINOMIAL[None, :]).to(images).expand(channels, 1, 5, 5)
-    return F.conv2d(F.pad(images, (2, 2, 2, 2), mode="reflect"), kernel, groups=channels)[:, :, ::2, ::2]
+    kernel = (gain * _BINOMIAL[:, None] * _BINOMIAL[None, :]).to(images).expand(channels, 1, 5, 5)
+    return F.conv2d(F.pad(images, (2, 2, 2, 2), mode="reflect"), kernel, groups=channels)
+
+
+def _expand(small: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Upsample by zero insertion at the even pixels the reduction kept, then interpolate with the same kernel
+    (× 4 for the zeros): in phase with the reduction, so constants and ramps come back exactly."""
+    n, c, height, width = small.shape
+    sparse = small.new_zeros(n, c, 2 * height, 2 * width)
+    sparse[:, :, ::2, ::2] = small
+    return _blur(sparse, gain=4.0)[:, :, :size[0], :size[1]]
 
 
 def laplacian_pyramid(images: torch.Tensor, levels: int) -> list[torch.Tensor]:
     """Band-pass levels, finest first; the last level is the low-pass residual (the coarse colour and layout)."""
     bands = []
     for _ in range(levels - 1):
-        smaller = _blur_down(images)
-        bands.append(images - F.interpolate(smaller, size=images.shape[-2:], mode="bilinear", align_corners=False))
+        smaller = _blur(images)[:, :, ::2, ::2]
+        bands.append(images - _expand(smaller, images.shape[-2:]))
         images = smaller
     return bands + [images]
 
@@ -85,9 +94,9 @@ def patch_swd(images_a: torch.Tensor, images_b: torch.Tensor, levels: int = 3, p
               patch_px: int = 7, directions: int = 512, seed: int = 0) -> list[float]:
     """SWD between the patch sets of two image batches at each pyramid level, finest first.
 
-    Images are (N, C, H, W) on one intensity scale (the library's [−1, 1]); the two batches may differ in N. The
-    same seed draws the same patch positions for batches of one shape and the same directions, so values from one
-    seed are comparable across, e.g., alignment steps. The values are small; print them × 1000 as the paper does.
+    Images are (N, C, H, W) on one intensity scale (the library's [−1, 1]); the two batches may differ in N. For
+    batches of the same shapes, the same seed draws the same patch positions and directions, so values from one seed
+    are comparable across, e.g., alignment steps. The values are small; print them × 1000 as the paper does.
 
     Raises:
         ValueError: mismatched channels or sizes, fewer than 1 image on a side, or a coarsest level smaller than

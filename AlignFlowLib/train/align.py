@@ -7,7 +7,8 @@ Loss per step (DESIGN.md §2):
 G_θ is the ODE sampler with gradients through its last k steps (DRaFT-k); φ is frozen EfficientNet-Lite0.
 Early stopping uses MMD² to references held out from the reward; or, with the reward on all K references, MMD² to
 them in block-10 statistics (selection = all_references) or the multi-scale patch SWD to them (selection = patch_swd),
-neither of which the reward scores; the patch SWD uses no network at all, so reward hacking cannot lower it.
+neither of which the reward scores; the patch SWD uses no network at all, so no blind spot of the reward's extractor
+can lower it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from .. import distributed
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import AlignConfig, to_dict
 from ..device import autocast, seeded_generator
-from ..errors import InputDataError, TrainingDivergedError, choose
+from ..errors import InputDataError, RunFolderError, TrainingDivergedError, choose
 from ..events import EventCallback, StageProgress, ignore_events
 from ..flow.path import flow_matching_loss, interpolate, sample_time
 from ..flow.sampler import sample_ode
@@ -61,6 +62,8 @@ class AlignResult:
     model: VelocityUNet                          # the aligned generator (adapters merged), eval mode
     best_step: int
     stopped_early: bool
+    # per step: loss, mmd, anchor, mask; per evaluation: eval_step and heldout_mmd, the selection criterion's value
+    # whatever the mode (relative patch SWD under patch_swd, whose stage-1 levels are in selection_baseline)
     history: dict[str, list] = field(default_factory=dict)
 
 
@@ -121,7 +124,7 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
     else:
         select_features = extractor if config.selection == "holdout" else extractor.selection_features
         holdout_features = _features(select_features, selection_references.to(device))
-    swd_levels = pyramid_levels(min(references.shape[-2:]))
+    swd_levels = pyramid_levels(min(references.shape[-2:])) if config.selection == "patch_swd" else 0
 
     # Model: a trainable copy, fully or through low-rank adapters.
     model = copy.deepcopy(stage1_model).to(device).train()
@@ -143,7 +146,7 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
     def selection_distance(images: torch.Tensor) -> float:
         if config.selection != "patch_swd":
             return float(mmd2_unbiased(_features(select_features, images.to(device)), holdout_features, config.kernel))
-        levels = patch_swd(images.float().cpu(), selection_references, swd_levels, seed=config.seed)
+        levels = patch_swd(images.float().cpu(), selection_references.float().cpu(), swd_levels, seed=config.seed)
         if not history.get("selection_baseline"):  # the first evaluation is stage 1's own: the unit of each level
             history["selection_baseline"] = levels
         return relative_patch_swd(levels, history["selection_baseline"])
@@ -175,6 +178,10 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
     # Resume.
     if resume and Path(checkpoint_path).is_file():
         state = load_checkpoint(checkpoint_path)
+        stored_selection = state["config"].get("selection", "holdout")
+        if stored_selection != config.selection:  # its best metric and step are on another criterion's scale
+            raise RunFolderError(f"{checkpoint_path}: alignment was started with selection={stored_selection}, "
+                                 f"cannot resume it with selection={config.selection}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["rng"])
