@@ -76,6 +76,17 @@
 #      (Ran 2026-11-27, 2063 s: kept judge Dice 0.49 and 0.61-0.64 against 0.26 and 0.39-0.43 over all candidates;
 #      stage-1 synthetic 35.1, only +1.3 over run 3, so that expectation failed; AlignFlow − stage-1 −1.8 and −2.2,
 #      AlignFlow − source-only −5.0 and −5.5; the other expectations held.)
+#   8. (registered 2026-11-27, session 27, after the forward pair's bench/patch-swd-selection-cpu.sh had run and
+#      before this one) alignment's checkpoint chosen by patch SWD to all K references (align.selection=patch_swd; no
+#      network defines it, see AlignFlowLib/reward/patch_swd.py); stage 1 reused from run 3; K = 10 and K = 5; methods
+#      source_only, fda (run 3's best non-generative method at K = 5), stage1_synthetic and alignflow ->
+#      bench/results/cpu-pairs-cvc-to-kvasir-v2-patch-swd-selection, then bench/pair_statistics.py on it. Why: on the
+#      forward pair that criterion stopped alignment at steps 20-30 at K = 10 and kept stage 1 itself (step 0) at every
+#      K = 5 set, so AlignFlow could not fall below stage-1 synthetic there; on this pair version-2 alignment ran to
+#      steps 40-60 and AlignFlow scored below stage 1 (31.8 and 30.8 against 33.8). Descriptive: the forward pair's
+#      rule did not fire, so nothing here can enter a version 3. Expected: the chosen step earlier than run 3's on at
+#      least four of the six sets; AlignFlow − stage-1 within ±3 at K = 10 and K = 5; AlignFlow here minus run 3's
+#      AlignFlow >= 0 at both K (bench/compare_runs.py); AlignFlow − source-only below +3.
 #
 # Registered expectations and the decision rule:
 #   - Protocol v2 adopts align.style_weight=0 only if, on this pair, AlignFlow(style 0) − AlignFlow(style 4) (paired:
@@ -171,3 +182,12 @@ if [ ! -f "$judged/results.json" ]; then
 fi
 statistics=bench/results/pair-statistics-cpu-pairs-cvc-to-kvasir-v2-judge-filter-0.5.json
 [ -f "$statistics" ] || "$PY" bench/pair_statistics.py "$judged" --out "$statistics"
+swdsel=bench/results/cpu-pairs-cvc-to-kvasir-v2-patch-swd-selection
+if [ ! -f "$swdsel/results.json" ]; then
+  "$PY" -m AlignFlowLib.cli "${pairs[@]}" --out "$swdsel" $(resume "$swdsel") --reuse-stage1 "$v2" \
+    --references K10_seed0,K10_seed1,K10_seed2,K5_seed0,K5_seed1,K5_seed2 --set align.selection=patch_swd \
+    --methods source_only,fda,stage1_synthetic,alignflow >> /tmp/pairs-cvc-to-kvasir-v2-patch-swd-selection.jsonl
+  echo "done cpu-pairs-cvc-to-kvasir-v2-patch-swd-selection"
+fi
+statistics=bench/results/pair-statistics-cpu-pairs-cvc-to-kvasir-v2-patch-swd-selection.json
+[ -f "$statistics" ] || "$PY" bench/pair_statistics.py "$swdsel" --out "$statistics"
