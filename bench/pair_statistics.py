@@ -95,18 +95,18 @@ def main() -> int:
         if (folder / "images").is_dir():
             pairs = load_pairs(folder, data)
             features = deep_features(pairs.images, feature_size_px)
-            own = name.split()[1] if name.startswith("aligned") else None
+            own_set = folder.parent.name if folder.parent.parent.name == "aligned" else None  # aligned pairs
             distances[name] = {set_name: distances_to_references(pairs.images, features, images, feature_size_px)
-                               for set_name, images in reference_images.items() if own in (None, set_name)}
+                               for set_name, images in reference_images.items() if own_set in (None, set_name)}
             if name == "source (real)":  # read first
                 source_mean = features.mean(0)
                 for restyle_name, restyle in (("histogram matching", match_histograms),
                                               ("FDA", fourier_domain_adaptation)):
-                    distances[f"source, {restyle_name}"] = {
-                        set_name: distances_to_references(styled, deep_features(styled, feature_size_px), images,
-                                                          feature_size_px)
-                        for set_name, images in reference_images.items()
-                        for styled in [restyle(pairs.images, images)]}
+                    restyled = distances[f"source, {restyle_name}"] = {}
+                    for set_name, images in reference_images.items():
+                        styled = restyle(pairs.images, images)
+                        restyled[set_name] = distances_to_references(
+                            styled, deep_features(styled, feature_size_px), images, feature_size_px)
             rows[name] = {"count": len(pairs), **image_statistics(pairs.images, pairs.masks),
                           "mask_area": float(pairs.masks.float().mean()), "feature_spread": feature_spread(features)}
             if source_mean is not None:
@@ -122,8 +122,8 @@ def main() -> int:
     references = {}
     for set_name, images in reference_images.items():
         references[set_name] = {"count": len(images),
-                                    "brightness_mean": float(((images.float() + 1) / 2).mean()),
-                                    "feature_spread": feature_spread(deep_features(images, feature_size_px))}
+                                "brightness_mean": float(((images.float() + 1) / 2).mean()),
+                                "feature_spread": feature_spread(deep_features(images, feature_size_px))}
     columns = [("count", "count", "d")] + COLUMNS + [("mask_area", "mask_area", ".3f"),
                                                     ("feature_spread", "feat_spread", ".2f"),
                                                     ("feature_shift_from_source", "feat_shift", ".2f")]

@@ -2,9 +2,9 @@
 
 The distance compares the local colour and texture statistics of two image sets, one level of a Laplacian pyramid at
 a time, and uses no learned network. Alignment's reward and the KID-EL0 metric both read EfficientNet-Lite0
-features. A generator can lower a distance in those features by exploiting what the network does not see, so
-neither can tell genuine progress towards the target from reward hacking. This distance can, because nothing
-optimises it.
+features, and a generator can lower a distance in those features through what the network does not see; neither
+can then tell progress towards the target from progress on the network's blind spots. Nothing optimises this
+distance, so it serves as a check beside them (it has blind spots of its own: it sees no object-level structure).
 
 Unlike the original, patches are not normalised per set: a global colour shift between the sets is part of the
 distance, since appearance is what alignment is meant to change.
