@@ -79,8 +79,11 @@ def test_smoke_protocol_pairs_every_method_and_resumes(fake_polyp, tmp_path):
     per_image = json.loads((out / "per_image_dice.json").read_text())
     assert len(per_image["dice"]["alignflow"]["K10_seed0"]["3"]) == 30 and len(per_image["clusters"]) == 30
     assert saved["align_selection"]["K10_seed0"]["num_references"] == 10
+    assert saved["align_selection"]["K10_seed0"]["criterion"] == "held-out MMD²"  # the protocol's default choice
+    assert saved["align_selection"]["rule"].startswith("held-out MMD²")
     report = (out / "report.html").read_text()
     assert report.count("<table>") >= 4 and "K10_seed0: references" in report
+    assert "K10_seed0: held-out MMD² during alignment" in report
     table = readme_table(tmp_path / "results")
     assert "source + AlignFlow synthetic" in table
     assert f"protocol version {load_protocol()['version']}, preset `smoke`" in table  # which settings made it
