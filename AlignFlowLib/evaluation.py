@@ -11,13 +11,14 @@ from .config import SamplerConfig
 from .models.velocity import VelocityUNet
 from .reward.features import FeatureExtractor
 from .reward.metrics import generator_metrics
+from .reward.patch_swd import patch_swd, pyramid_levels
 from .segmenter.metrics import mask_dice
 from .synthesis import generate_images
 
 
 @dataclass
 class GeneratorComparison:
-    metrics: dict[str, dict[str, float]]                   # {"stage1": {...}, "aligned": {...}}
+    metrics: dict[str, dict[str, Any]]                     # {"stage1": {...}, "aligned": {...}}
     images: dict[str, torch.Tensor] = field(default_factory=dict)  # the generated images, for the report
     masks: torch.Tensor | None = None
 
@@ -33,7 +34,10 @@ def compare_generators(generators: dict[str, VelocityUNet], masks: torch.Tensor,
     """Generate from each model with the same masks and noise seeds, then measure against held-out target images.
 
     `target_images` must be images the reward never saw (FID/KID-EL0, MMD on EfficientNet-Lite0 features).
+    `patch_swd` (× 1000, finest level first) measures the same gap with no network, so a move that only the reward's
+    extractor sees shows as a falling KID-EL0 beside a level patch SWD.
     """
+    levels = pyramid_levels(min(target_images.shape[-2:]))
     seeds = list(range(seed, seed + len(masks)))
     result = GeneratorComparison({}, {}, masks)
     for name, model in generators.items():
@@ -41,5 +45,7 @@ def compare_generators(generators: dict[str, VelocityUNet], masks: torch.Tensor,
         metrics = generator_metrics(extractor, images.to(device), target_images.to(device))
         metrics["mask_consistency_dice"] = mask_consistency(segmenter, images, masks)
         result.metrics[name] = {k: float(v) for k, v in metrics.items()}
+        distances = patch_swd(images.float().cpu(), target_images.float().cpu(), levels)
+        result.metrics[name]["patch_swd"] = [round(1000 * d, 3) for d in distances]
         result.images[name] = images
     return result

@@ -84,6 +84,7 @@ def test_smoke_protocol_pairs_every_method_and_resumes(fake_polyp, tmp_path):
     report = (out / "report.html").read_text()
     assert report.count("<table>") >= 4 and "K10_seed0: references" in report
     assert "K10_seed0: held-out MMD² during alignment" in report
+    assert len(saved["generator"]["K10_seed0"]["aligned"]["patch_swd"]) == 3 and "patch SWD × 1000" in report
     table = readme_table(tmp_path / "results")
     assert "source + AlignFlow synthetic" in table
     assert f"protocol version {load_protocol()['version']}, preset `smoke`" in table  # which settings made it

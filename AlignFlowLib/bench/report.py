@@ -76,12 +76,18 @@ def win_rows(results: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
+GENERATOR_HEADER = ["references", "generator", "FID-EL0", "KID-EL0", "MMD²-EL0", "mask consistency Dice",
+                    "patch SWD × 1000 (finest … low-pass)"]
+
+
 def generator_rows(results: dict[str, Any]) -> list[list[Any]]:
+    """One row per reference set and generator; runs from before the patch SWD was measured show "–" there."""
     rows = []
     for set_name, metrics in results["generator"].items():
         for which in ("stage1", "aligned"):
             m = metrics[which]
-            rows.append([set_name, which, m["fid_el0"], m["kid_el0"], m["mmd_el0"], m["mask_consistency_dice"]])
+            swd = " / ".join(f"{d:.1f}" for d in m["patch_swd"]) if "patch_swd" in m else "–"
+            rows.append([set_name, which, m["fid_el0"], m["kid_el0"], m["mmd_el0"], m["mask_consistency_dice"], swd])
     return rows
 
 
@@ -141,9 +147,9 @@ def write_bench_report(path: Path, results: dict[str, Any], source, test,
         ("Paired differences (mDice points, 95 % cluster bootstrap)",
          table(paired_rows(results), ["K", "comparison", "mean", "95 % CI", "sets × seeds × images (clusters)"])),
         ("Protocol win rule", table(win_rows(results), ["K", "check", "value", "verdict"])),
-        ("Generator vs target test images (EfficientNet-Lite0 features; not comparable to Inception FID)",
-         table(generator_rows(results), ["references", "generator", "FID-EL0", "KID-EL0", "MMD²-EL0",
-                                         "mask consistency Dice"])),
+        ("Generator vs target test images (EfficientNet-Lite0 features, not comparable to Inception FID; the patch "
+         "SWD uses no network)",
+         table(generator_rows(results), GENERATOR_HEADER)),
         *_example_sections(results, examples or {}),
         ("Wall time per stage (s)", table(sorted(results["wall_time_s"].items()), ["stage", "seconds"])),
         ("Source pairs", pictures(source.images, source.masks)),
@@ -178,9 +184,8 @@ def readme_table(results_dir: Path) -> str:
         lines += [""] + _markdown(paired_rows(results), ["K", "paired comparison", "mean mDice points",
                                                            "95 % CI", "sets × seeds × images (clusters)"])
         lines += [""] + _markdown(win_rows(results), ["K", "protocol win rule", "value", "verdict"])
-        lines += [""] + _markdown([[a, b, f"{c:.1f}", f"{d:.3f}", f"{e:.3f}", f"{f:.3f}"] for a, b, c, d, e, f in
-                                   generator_rows(results)],
-                                  ["references", "generator", "FID-EL0", "KID-EL0", "MMD²-EL0", "mask consistency"])
+        lines += [""] + _markdown([[a, b, f"{c:.1f}", f"{d:.3f}", f"{e:.3f}", f"{f:.3f}", g] for a, b, c, d, e, f, g in
+                                   generator_rows(results)], GENERATOR_HEADER)
         stages = ", ".join(f"{name} {seconds:g}" for name, seconds in results["wall_time_s"].items())
         lines += ["", f"Wall time per stage (s): {stages}."]
     return "\n".join(lines) if lines else "(no protocol results yet)"
