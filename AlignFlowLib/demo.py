@@ -93,6 +93,10 @@ def run_demo(out_dir: Path, device: torch.device, config: RunConfig = DEMO, num_
         ["mask consistency (Dice of source segmenter) ↑", before["mask_consistency_dice"],
          after["mask_consistency_dice"]],
     ]
+    levels = len(before["patch_swd"])  # finest first, low-pass last
+    names = ["finest"] + ["middle"] * (levels - 2) + ["low-pass"] if levels > 1 else ["low-pass"]
+    rows += [[f"patch SWD ×1000 to held-out target, {name} ↓", b, a]
+             for name, b, a in zip(names, before["patch_swd"], after["patch_swd"])]
     seg_rows = [[SEGMENTER_LABELS[name], r["mdice"], r["miou"]] for name, r in scores.items()]
     diff_rows = [[DIFFERENCE_LABELS[name], d["mean_diff"], d["ci_low"], d["ci_high"]]
                  for name, d in differences.items()]

@@ -33,6 +33,7 @@ def test_demo_compares_one_recipe_three_ways(tmp_path):
     assert metrics["segmenter_recipe"]["strong_augment"] is True  # the protocol's recipe for all three rows
     table = metrics["table"]
     assert "source + stage-1 synthetic" in table and "aligned − stage-1 synthetic" in table and "95 % CI" in table
+    assert "patch SWD ×1000 to held-out target, low-pass" in table
     stored = json.loads((tmp_path / "demo" / "run" / "metrics.json").read_text())
     assert stored["target_test_differences"].keys() == metrics["target_test_differences"].keys()
     assert "paired mDice difference" in (tmp_path / "demo" / "run" / "report.html").read_text()
