@@ -87,6 +87,9 @@
 #      rule did not fire, so nothing here can enter a version 3. Expected: the chosen step earlier than run 3's on at
 #      least four of the six sets; AlignFlow − stage-1 within ±3 at K = 10 and K = 5; AlignFlow here minus run 3's
 #      AlignFlow >= 0 at both K (bench/compare_runs.py); AlignFlow − source-only below +3.
+#      (Ran 2026-11-27, 2175 s: chosen steps 60, 50, 50 and 50, 50, 50, earlier than run 3's on three sets; AlignFlow
+#      31.7 and 30.2, −0.1 and −0.6 against run 3's; AlignFlow − stage-1 −2.1 and −3.6; AlignFlow − source-only −6.6
+#      and −8.1. Only the last expectation held.)
 #
 # Registered expectations and the decision rule:
 #   - Protocol v2 adopts align.style_weight=0 only if, on this pair, AlignFlow(style 0) − AlignFlow(style 4) (paired:
