@@ -252,6 +252,8 @@ def test_patch_swd_is_deterministic_per_seed_and_validates_shapes():
     assert patch_swd(a, b, seed=3) != patch_swd(a, b, seed=4)
     assert [pyramid_levels(s) for s in (96, 32, 16, 8)] == [3, 3, 2, 1]
     assert relative_patch_swd([2.0, 3.0], [1.0, 6.0]) == pytest.approx(1.25)
+    with pytest.raises(ValueError, match="2 levels against a baseline of 3"):
+        relative_patch_swd([2.0, 3.0], [1.0, 6.0, 1.0])
     with pytest.raises(ValueError, match="one image shape"):
         patch_swd(a, _textured(6, 0, size=16))
     with pytest.raises(ValueError, match="coarsest level"):

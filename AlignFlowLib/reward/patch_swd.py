@@ -120,5 +120,11 @@ def patch_swd(images_a: torch.Tensor, images_b: torch.Tensor, levels: int = 3, p
 
 def relative_patch_swd(distances: list[float], baseline: list[float]) -> float:
     """Mean over levels of distance / baseline distance: levels differ in scale by an order of magnitude, and a
-    plain mean would be the coarse level alone."""
-    return sum(d / max(b, 1e-12) for d, b in zip(distances, baseline, strict=True)) / len(distances)
+    plain mean would be the coarse level alone.
+
+    Raises:
+        ValueError: the two lists differ in length (distances from different pyramids).
+    """
+    if len(distances) != len(baseline):
+        raise ValueError(f"{len(distances)} levels against a baseline of {len(baseline)}")
+    return sum(d / max(b, 1e-12) for d, b in zip(distances, baseline)) / len(distances)
