@@ -55,12 +55,12 @@ def feature_spread(features: torch.Tensor) -> float:
     return float((features - features.mean(0)).pow(2).sum(1).mean().sqrt())
 
 
-def distances_to_references(images: torch.Tensor, features: torch.Tensor, references: torch.Tensor,
-                            feature_size_px: int) -> dict[str, float | list[float]]:
+def distances_to_references(images: torch.Tensor, features: torch.Tensor, views: torch.Tensor,
+                            view_features: torch.Tensor) -> dict[str, float | list[float]]:
     """MMD² in the reward's features and patch SWD (× 1000 per level), both against the references' four flips as
-    alignment sees them."""
-    views, levels = reference_views(references), pyramid_levels(min(images.shape[-2:]))
-    return {"reward_mmd2": float(mmd2_unbiased(features, deep_features(views, feature_size_px))),
+    alignment sees them (`views`, with their deep features)."""
+    levels = pyramid_levels(min(images.shape[-2:]))
+    return {"reward_mmd2": float(mmd2_unbiased(features, view_features)),
             "patch_swd": [round(1000 * d, 2) for d in patch_swd(images, views, levels)]}
 
 
@@ -90,14 +90,18 @@ def main() -> int:
     judge = ExportedSegmenter.load(judge_dir) if (judge_dir / "model.json").is_file() else None
     reference_images = {set_dir.name: load_references(set_dir / "images", data).images
                         for set_dir in sorted((args.run / "references").glob("*"))}
+    reference_views_of = {}
+    for set_name, images in reference_images.items():  # the flips and their features, made once for every pair set
+        views = reference_views(images)
+        reference_views_of[set_name] = (views, deep_features(views, feature_size_px))
     rows, source_mean, distances = {}, None, {}
     for name, folder in folders.items():
         if (folder / "images").is_dir():
             pairs = load_pairs(folder, data)
             features = deep_features(pairs.images, feature_size_px)
             own_set = folder.parent.name if folder.parent.parent.name == "aligned" else None  # aligned pairs
-            distances[name] = {set_name: distances_to_references(pairs.images, features, images, feature_size_px)
-                               for set_name, images in reference_images.items() if own_set in (None, set_name)}
+            distances[name] = {set_name: distances_to_references(pairs.images, features, *views)
+                               for set_name, views in reference_views_of.items() if own_set in (None, set_name)}
             if name == "source (real)":  # read first
                 source_mean = features.mean(0)
                 for restyle_name, restyle in (("histogram matching", match_histograms),
@@ -106,7 +110,7 @@ def main() -> int:
                     for set_name, images in reference_images.items():
                         styled = restyle(pairs.images, images)
                         restyled[set_name] = distances_to_references(
-                            styled, deep_features(styled, feature_size_px), images, feature_size_px)
+                            styled, deep_features(styled, feature_size_px), *reference_views_of[set_name])
             rows[name] = {"count": len(pairs), **image_statistics(pairs.images, pairs.masks),
                           "mask_area": float(pairs.masks.float().mean()), "feature_spread": feature_spread(features)}
             if source_mean is not None:

@@ -119,12 +119,20 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
         progress.log("K=1 reference: none can be held out, so early stopping is off and all steps run")
     reward_features = _features(extractor, reference_views(references[reward_idx]).to(device))
     selection_references = reference_views(references[holdout_idx]) if holdout_idx else None
-    if selection_references is None or config.selection == "patch_swd":
-        holdout_features = None
-    else:
+    if selection_references is not None and config.selection == "patch_swd":
+        swd_references, swd_levels = selection_references.float().cpu(), pyramid_levels(min(references.shape[-2:]))
+
+        def selection_distance(images: torch.Tensor) -> float:
+            levels = patch_swd(images.float().cpu(), swd_references, swd_levels, seed=config.seed)
+            if not history.get("selection_baseline"):  # the first evaluation is stage 1's own: each level's unit
+                history["selection_baseline"] = levels
+            return relative_patch_swd(levels, history["selection_baseline"])
+    elif selection_references is not None:
         select_features = extractor if config.selection == "holdout" else extractor.selection_features
         holdout_features = _features(select_features, selection_references.to(device))
-    swd_levels = pyramid_levels(min(references.shape[-2:])) if config.selection == "patch_swd" else 0
+
+        def selection_distance(images: torch.Tensor) -> float:
+            return float(mmd2_unbiased(_features(select_features, images.to(device)), holdout_features, config.kernel))
 
     # Model: a trainable copy, fully or through low-rank adapters.
     model = copy.deepcopy(stage1_model).to(device).train()
@@ -142,14 +150,6 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
     eval_count = min(config.eval_num_images, len(condition_masks))
     eval_index = torch.randperm(len(condition_masks), generator=seeded_generator(config.seed + 1))[:eval_count]
     eval_masks, eval_seeds = condition_masks[eval_index], list(range(10_000, 10_000 + eval_count))
-
-    def selection_distance(images: torch.Tensor) -> float:
-        if config.selection != "patch_swd":
-            return float(mmd2_unbiased(_features(select_features, images.to(device)), holdout_features, config.kernel))
-        levels = patch_swd(images.float().cpu(), selection_references.float().cpu(), swd_levels, seed=config.seed)
-        if not history.get("selection_baseline"):  # the first evaluation is stage 1's own: the unit of each level
-            history["selection_baseline"] = levels
-        return relative_patch_swd(levels, history["selection_baseline"])
 
     def heldout_mmd() -> float | None:
         """The selection criterion (lower is better). Rank 0 scores, every rank receives its number: one
