@@ -141,3 +141,15 @@ def test_patch_swd_selection_is_relative_to_stage1_and_survives_resume(stage1):
     run("holdout.pt", 1, selection="holdout")
     with pytest.raises(RunFolderError, match="selection=holdout"):
         run("holdout.pt", 2, resume=True)
+
+
+def test_reward_on_random_views_is_seeded_and_differs_from_the_plain_reward(stage1):
+    config = replace(CONFIG.align, num_steps=2, eval_every_steps=2)
+    source, references = stage1["source"], stage1["references"].images
+    run = lambda name, views: align_generator(  # noqa: E731
+        stage1["model"], source.images, source.masks, references, replace(config, reward_views=views), DEVICE,
+        stage1["root"] / f"views-{name}.pt").history["mmd"]
+    plain, views, again = run("plain", False), run("views", True), run("again", True)
+    # The first step's images are the same in all three (same seed, same weights); only what the reward scores differs.
+    assert views[0] != pytest.approx(plain[0], rel=1e-3), (views, plain)
+    assert again == pytest.approx(views, rel=1e-5)

@@ -82,7 +82,7 @@ def _segmenter_job(out: Path) -> None:
     train_segmenter(images, masks, config, CPU, checkpoint_path=out / "segmenter.pt")
 
 
-def _align_job(out: Path) -> None:
+def _align_job(out: Path, reward_views: bool = False) -> None:
     from AlignFlowLib.config import AlignConfig, SamplerConfig
     from AlignFlowLib.models.velocity import build_velocity_unet
     from AlignFlowLib.train.align import align_generator
@@ -96,8 +96,14 @@ def _align_job(out: Path) -> None:
     references = torch.rand(3, 3, 32, 32, generator=generator) * 2 - 1
     config = AlignConfig(num_steps=2, batch_size=4, learning_rate=1e-4, sampler=SamplerConfig(num_steps=3),
                          grad_last_steps=2, feature_size_px=32, eval_every_steps=1, eval_num_images=4,
-                         checkpoint_every_steps=1)
-    align_generator(model, images, masks, references, config, CPU, out / "align.pt")
+                         checkpoint_every_steps=1, reward_views=reward_views)
+    align_generator(model, images, masks, references, config, CPU, out / ("align-views.pt" if reward_views else
+                                                                          "align.pt"))
+
+
+def _align_views_job(out: Path) -> None:
+    """Alignment whose reward scores random crops: each rank must crop its own rows as one process would."""
+    _align_job(out, reward_views=True)
 
 
 def _mmd_job(out: Path) -> None:
@@ -170,12 +176,12 @@ def _nan_job(out: Path) -> None:
 
 def _every_job(out: Path) -> None:
     """All the cases in one pair of ranks (starting processes is the slow part)."""
-    for job in ("flow", "segmenter", "align", "mmd", "dice", "nan"):
+    for job in ("flow", "segmenter", "align", "align_views", "mmd", "dice", "nan"):
         JOBS[job](out)
 
 
-JOBS = {"flow": _flow_job, "segmenter": _segmenter_job, "align": _align_job, "mmd": _mmd_job, "dice": _dice_job,
-        "nan": _nan_job, "all": _every_job}
+JOBS = {"flow": _flow_job, "segmenter": _segmenter_job, "align": _align_job, "align_views": _align_views_job,
+        "mmd": _mmd_job, "dice": _dice_job, "nan": _nan_job, "all": _every_job}
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +197,7 @@ def _weights(path: Path, key: str = "model") -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("job,checkpoint", [("flow", "flow.pt"), ("segmenter", "segmenter.pt"),
-                                            ("align", "align.pt")])
+                                            ("align", "align.pt"), ("align_views", "align-views.pt")])
 def test_a_ddp_step_equals_one_process_on_the_global_batch(tmp_path, two_ranks, job, checkpoint):
     JOBS[job](tmp_path)
     one, two = _weights(tmp_path / checkpoint), _weights(two_ranks / checkpoint)

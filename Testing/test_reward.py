@@ -260,3 +260,43 @@ def test_patch_swd_is_deterministic_per_seed_and_validates_shapes():
         patch_swd(_textured(2, 0, size=16), _textured(2, 1, size=16), levels=3)
     with pytest.raises(ValueError, match="at least 7 px"):
         pyramid_levels(6)
+
+
+def test_reward_views_are_crops_inside_the_image_with_flips():
+    from AlignFlowLib.reward.views import apply_views, random_view_transforms
+
+    size = 32
+    centres = (torch.arange(size) + 0.5) / size * 2 - 1                 # pixel centres in grid coordinates
+    ramp = torch.stack([centres[None].expand(size, size), centres[:, None].expand(size, size)])[None]  # (1, 2, H, W)
+    transforms = random_view_transforms(200, torch.Generator().manual_seed(0))
+    views = apply_views(ramp.expand(200, -1, -1, -1), transforms)
+    # Each view of a coordinate ramp is a ramp again: its span is the crop's side, and it stays inside the image (the
+    # outermost pixels are left out: within half a pixel of the image's edge, bilinear sampling holds the edge value).
+    row = views[:, 0, 0, 1:-1]
+    span = (row[:, -1] - row[:, 0]).abs() / (centres[-2] - centres[1])
+    assert torch.allclose(span, transforms[:, 0, 0].abs(), atol=1e-4)
+    assert span.min() >= 0.6 ** 0.5 - 1e-4 and span.max() <= 1 + 1e-4 and span.std() > 0.05
+    assert views.abs().max() <= 1 and row.diff(dim=-1).abs().std(-1).max() < 1e-4
+    # Both flips occur, independently per axis, and a flip reverses the ramp's direction.
+    horizontal = views[:, 0, 0, -1] < views[:, 0, 0, 0]
+    vertical = views[:, 1, -1, 0] < views[:, 1, 0, 0]
+    assert 40 < horizontal.sum() < 160 and 40 < vertical.sum() < 160 and (horizontal != vertical).any()
+    # A full-size crop is the image or one of its flips, pixel for pixel.
+    image = torch.rand(1, 3, size, size)
+    full = apply_views(image.expand(8, -1, -1, -1), random_view_transforms(8, torch.Generator().manual_seed(1), 1.0))
+    flips = [image, image.flip(-1), image.flip(-2), image.flip(-1, -2)]
+    assert all(any(torch.allclose(view, flip[0], atol=1e-5) for flip in flips) for view in full)
+
+
+def test_reward_views_are_seeded_differentiable_and_validated():
+    from AlignFlowLib.reward.views import apply_views, random_view_transforms
+
+    draw = lambda seed: random_view_transforms(4, torch.Generator().manual_seed(seed))  # noqa: E731
+    assert torch.equal(draw(3), draw(3)) and not torch.equal(draw(3), draw(4))
+    images = torch.rand(4, 3, 16, 16, requires_grad=True)
+    apply_views(images, draw(0)).square().sum().backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="min_area"):
+        random_view_transforms(2, torch.Generator(), 0.0)
+    with pytest.raises(ValueError, match="transforms"):
+        apply_views(images.detach(), draw(0)[:3])

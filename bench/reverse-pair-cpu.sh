@@ -90,6 +90,16 @@
 #      (Ran 2026-11-27, 2175 s: chosen steps 60, 50, 50 and 50, 50, 50, earlier than run 3's on three sets; AlignFlow
 #      31.7 and 30.2, −0.1 and −0.6 against run 3's; AlignFlow − stage-1 −2.1 and −3.6; AlignFlow − source-only −6.6
 #      and −8.1. Only the last expectation held.)
+#   9. (registered 2026-11-27, session 28, with the forward pair's bench/reward-views-cpu.sh, before either ran) the
+#      reward scored on random crops and flips of both the generated images and the references, new at every step
+#      (align.reward_views=true, AlignFlowLib/reward/views.py); stage 1 reused from run 3; K = 10 and K = 5; methods
+#      source_only, fda (run 3's best non-generative method at K = 5), stage1_synthetic and alignflow ->
+#      bench/results/cpu-pairs-cvc-to-kvasir-v2-reward-views, then bench/pair_statistics.py on it. Why: see
+#      bench/reward-views-cpu.sh; on this pair version-2 alignment cut the reward-feature MMD² 3.8-6.9x while the
+#      patch SWD's low-pass level (colour and layout) rose on all six sets. Descriptive: only the forward pair's rule
+#      can make it a candidate. Expected: the aligned pairs' reward-feature MMD² below stage 1's on all six sets and
+#      their low-pass patch SWD at most stage 1's on at least four of six; AlignFlow here minus run 3's AlignFlow >= 0
+#      at both K (bench/compare_runs.py); AlignFlow − stage-1 within ±3; AlignFlow − source-only below +3.
 #
 # Registered expectations and the decision rule:
 #   - Protocol v2 adopts align.style_weight=0 only if, on this pair, AlignFlow(style 0) − AlignFlow(style 4) (paired:
@@ -194,3 +204,12 @@ if [ ! -f "$swdsel/results.json" ]; then
 fi
 statistics=bench/results/pair-statistics-cpu-pairs-cvc-to-kvasir-v2-patch-swd-selection.json
 [ -f "$statistics" ] || "$PY" bench/pair_statistics.py "$swdsel" --out "$statistics"
+views=bench/results/cpu-pairs-cvc-to-kvasir-v2-reward-views
+if [ ! -f "$views/results.json" ]; then
+  "$PY" -m AlignFlowLib.cli "${pairs[@]}" --out "$views" $(resume "$views") --reuse-stage1 "$v2" \
+    --references K10_seed0,K10_seed1,K10_seed2,K5_seed0,K5_seed1,K5_seed2 --set align.reward_views=true \
+    --methods source_only,fda,stage1_synthetic,alignflow >> /tmp/pairs-cvc-to-kvasir-v2-reward-views.jsonl
+  echo "done cpu-pairs-cvc-to-kvasir-v2-reward-views"
+fi
+statistics=bench/results/pair-statistics-cpu-pairs-cvc-to-kvasir-v2-reward-views.json
+[ -f "$statistics" ] || "$PY" bench/pair_statistics.py "$views" --out "$statistics"

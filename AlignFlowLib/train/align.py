@@ -4,7 +4,8 @@ Loss per step (DESIGN.md §2):
     L = MMD²_u(φ(G_θ(z, m)), φ(references))                      (the reward is −MMD²)
         + λ_anchor · L_FM(θ; source pairs)                        (stay a good generator of source anatomy)
         + λ_mask · BCE(S(G_θ(z, m)), m)                           (a frozen source segmenter still finds m)
-G_θ is the ODE sampler with gradients through its last k steps (DRaFT-k); φ is frozen EfficientNet-Lite0.
+G_θ is the ODE sampler with gradients through its last k steps (DRaFT-k); φ is frozen EfficientNet-Lite0. With
+`reward_views`, φ scores random crops and flips of both the generated images and the references, new at every step.
 Early stopping uses MMD² to references held out from the reward; or, with the reward on all K references, MMD² to
 them in block-10 statistics (selection = all_references) or the multi-scale patch SWD to them (selection = patch_swd),
 neither of which the reward scores; the patch SWD uses no network at all, so no blind spot of the reward's extractor
@@ -35,6 +36,7 @@ from ..models.velocity import VelocityUNet, drop_masks, guided_velocity
 from ..reward.features import load_feature_extractor
 from ..reward.mmd import mmd2_unbiased
 from ..reward.patch_swd import patch_swd, pyramid_levels, relative_patch_swd
+from ..reward.views import apply_views, random_view_transforms
 from ..synthesis import generate_images
 from .flow_matching import LossWeightFn
 from ..version import __version__
@@ -117,7 +119,8 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
         reward_idx, holdout_idx = list(range(len(references))), list(range(len(references)))
     if not holdout_idx:
         progress.log("K=1 reference: none can be held out, so early stopping is off and all steps run")
-    reward_features = _features(extractor, reference_views(references[reward_idx]).to(device))
+    reward_references = reference_views(references[reward_idx])
+    reward_features = _features(extractor, reward_references.to(device))
     selection_references = reference_views(references[holdout_idx]) if holdout_idx else None
     if selection_references is not None and config.selection == "patch_swd":
         swd_references, swd_levels = selection_references.float().cpu(), pyramid_levels(min(references.shape[-2:]))
@@ -214,7 +217,12 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
         # term, so every rank scores the features of the whole global batch (gathered with their gradients).
         if config.clamp_reward_input:
             images = images.clamp(-1, 1)
-        mmd = mmd2_unbiased(distributed.gather_rows(extractor(images.float())), reward_features, config.kernel)
+        rewarded, target_features = images, reward_features
+        if config.reward_views:  # fresh views of both sides; drawn for the global batch, so ranks agree
+            rewarded = apply_views(rewarded, distributed.shard(random_view_transforms(config.batch_size, generator)))
+            target_features = _features(extractor, apply_views(
+                reward_references, random_view_transforms(len(reward_references), generator)).to(device))
+        mmd = mmd2_unbiased(distributed.gather_rows(extractor(rewarded.float())), target_features, config.kernel)
         loss = mmd
 
         # Anchor: the stage-1 flow-matching loss on source pairs.
