@@ -143,13 +143,29 @@ def test_patch_swd_selection_is_relative_to_stage1_and_survives_resume(stage1):
         run("holdout.pt", 2, resume=True)
 
 
-def test_reward_on_random_views_is_seeded_and_differs_from_the_plain_reward(stage1):
-    config = replace(CONFIG.align, num_steps=2, eval_every_steps=2)
+def test_reward_on_random_views_is_new_every_step_seeded_and_resumable(stage1, monkeypatch):
+    import AlignFlowLib.train.align as align_module
+
+    drawn = []
+    original = align_module.random_view_transforms
+    monkeypatch.setattr(align_module, "random_view_transforms",
+                        lambda count, generator: drawn.append(original(count, generator)) or drawn[-1])
+    config = replace(CONFIG.align, num_steps=2, eval_every_steps=2, checkpoint_every_steps=1)
     source, references = stage1["source"], stage1["references"].images
-    run = lambda name, views: align_generator(  # noqa: E731
-        stage1["model"], source.images, source.masks, references, replace(config, reward_views=views), DEVICE,
-        stage1["root"] / f"views-{name}.pt").history["mmd"]
-    plain, views, again = run("plain", False), run("views", True), run("again", True)
-    # The first step's images are the same in all three (same seed, same weights); only what the reward scores differs.
+    run = lambda name, views, steps=2, resume=False: align_generator(  # noqa: E731
+        stage1["model"], source.images, source.masks, references,
+        replace(config, reward_views=views, num_steps=steps), DEVICE, stage1["root"] / f"views-{name}.pt",
+        resume=resume).history["mmd"]
+    plain = run("plain", False)
+    assert not drawn
+    views = run("views", True)
+    # Two draws per step (generated images, references), each new: step 2 does not reuse step 1's crops.
+    assert len(drawn) == 4 and not torch.equal(drawn[0], drawn[2]) and not torch.equal(drawn[1], drawn[3])
+    # The first step's images are the same in both runs (same seed, same weights); only what the reward scores differs.
     assert views[0] != pytest.approx(plain[0], rel=1e-3), (views, plain)
-    assert again == pytest.approx(views, rel=1e-5)
+    assert run("again", True) == pytest.approx(views, rel=1e-4, abs=1e-7)
+    run("resumed", True, steps=1)
+    assert run("resumed", True, resume=True) == pytest.approx(views, rel=1e-4, abs=1e-7)
+    # A run started on whole images is not continued on views: the objective would change half-way.
+    with pytest.raises(RunFolderError, match="reward_views=False"):
+        run("plain", True, resume=True)

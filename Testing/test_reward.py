@@ -272,11 +272,11 @@ def test_reward_views_are_crops_inside_the_image_with_flips():
     views = apply_views(ramp.expand(200, -1, -1, -1), transforms)
     # Each view of a coordinate ramp is a ramp again: its span is the crop's side, and it stays inside the image (the
     # outermost pixels are left out: within half a pixel of the image's edge, bilinear sampling holds the edge value).
-    row = views[:, 0, 0, 1:-1]
-    span = (row[:, -1] - row[:, 0]).abs() / (centres[-2] - centres[1])
-    assert torch.allclose(span, transforms[:, 0, 0].abs(), atol=1e-4)
-    assert span.min() >= 0.6 ** 0.5 - 1e-4 and span.max() <= 1 + 1e-4 and span.std() > 0.05
-    assert views.abs().max() <= 1 and row.diff(dim=-1).abs().std(-1).max() < 1e-4
+    for axis, line in ((0, views[:, 0, 0, 1:-1]), (1, views[:, 1, 1:-1, 0])):   # a row of x, a column of y
+        span = (line[:, -1] - line[:, 0]).abs() / (centres[-2] - centres[1])
+        assert torch.allclose(span, transforms[:, axis, axis].abs(), atol=1e-4), axis
+        assert span.min() >= 0.6 ** 0.5 - 1e-4 and span.max() <= 1 + 1e-4 and span.std() > 0.05
+        assert line.diff(dim=-1).abs().std(-1).max() < 1e-4, axis
     # Both flips occur, independently per axis, and a flip reverses the ramp's direction.
     horizontal = views[:, 0, 0, -1] < views[:, 0, 0, 0]
     vertical = views[:, 1, -1, 0] < views[:, 1, 0, 0]

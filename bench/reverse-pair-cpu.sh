@@ -100,6 +100,9 @@
 #      can make it a candidate. Expected: the aligned pairs' reward-feature MMD² below stage 1's on all six sets and
 #      their low-pass patch SWD at most stage 1's on at least four of six; AlignFlow here minus run 3's AlignFlow >= 0
 #      at both K (bench/compare_runs.py); AlignFlow − stage-1 within ±3; AlignFlow − source-only below +3.
+#      (Clarified after a review, before this step ran: the MMD² of the mechanism expectation is
+#      bench/pair_statistics.py's, between the whole images and the references' four flips, not the viewed reward
+#      that training lowers; and the comparison with run 3 is now made by this script.)
 #
 # Registered expectations and the decision rule:
 #   - Protocol v2 adopts align.style_weight=0 only if, on this pair, AlignFlow(style 0) − AlignFlow(style 4) (paired:
@@ -213,3 +216,8 @@ if [ ! -f "$views/results.json" ]; then
 fi
 statistics=bench/results/pair-statistics-cpu-pairs-cvc-to-kvasir-v2-reward-views.json
 [ -f "$statistics" ] || "$PY" bench/pair_statistics.py "$views" --out "$statistics"
+for k in 10 5; do
+  comparison=bench/results/pairs-cvc-to-kvasir-reward-views-vs-v2-K$k.json
+  [ -f "$comparison" ] || "$PY" bench/compare_runs.py "$views:alignflow" "$v2:alignflow" \
+    --sets "K${k}_seed0,K${k}_seed1,K${k}_seed2" --out "$comparison"
+done

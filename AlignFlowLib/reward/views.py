@@ -36,12 +36,12 @@ def random_view_transforms(count: int, generator: torch.Generator, min_area: flo
 
 
 def apply_views(images: torch.Tensor, transforms: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) → (B, C, H, W): each image resampled (bilinear) through its affine crop; differentiable in the
-    images. Crops lie inside the image, so no padding value ever enters the view."""
+    """(B, C, H, W) → (B, C, H, W) float32: each image resampled (bilinear) through its affine crop; differentiable
+    in the images. Crops lie inside the image; only the outermost samples, within half a pixel of its edge, take the
+    edge pixel's value. (On CUDA the backward pass of `grid_sample` is not deterministic.)"""
     if images.ndim != 4 or transforms.shape != (len(images), 2, 3):
         raise ValueError(f"expected images (B, C, H, W) and transforms (B, 2, 3), got {tuple(images.shape)} and "
                          f"{tuple(transforms.shape)}")
     theta = transforms.to(device=images.device, dtype=torch.float32)
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    views = F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return views.to(images.dtype)
+    return F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from .. import distributed
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import AlignConfig, to_dict
-from ..device import autocast, seeded_generator
+from ..device import autocast, seeded_generator, to_device
 from ..errors import InputDataError, RunFolderError, TrainingDivergedError, choose
 from ..events import EventCallback, StageProgress, ignore_events
 from ..flow.path import flow_matching_loss, interpolate, sample_time
@@ -119,8 +119,8 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
         reward_idx, holdout_idx = list(range(len(references))), list(range(len(references)))
     if not holdout_idx:
         progress.log("K=1 reference: none can be held out, so early stopping is off and all steps run")
-    reward_references = reference_views(references[reward_idx])
-    reward_features = _features(extractor, reward_references.to(device))
+    reward_references = reference_views(references[reward_idx]).to(device)
+    reward_features = _features(extractor, reward_references)
     selection_references = reference_views(references[holdout_idx]) if holdout_idx else None
     if selection_references is not None and config.selection == "patch_swd":
         swd_references, swd_levels = selection_references.float().cpu(), pyramid_levels(min(references.shape[-2:]))
@@ -181,10 +181,12 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
     # Resume.
     if resume and Path(checkpoint_path).is_file():
         state = load_checkpoint(checkpoint_path)
-        stored_selection = state["config"].get("selection", "holdout")
-        if stored_selection != config.selection:  # its best metric and step are on another criterion's scale
-            raise RunFolderError(f"{checkpoint_path}: alignment was started with selection={stored_selection}, "
-                                 f"cannot resume it with selection={config.selection}")
+        # Another criterion puts its best metric and step on another scale; other views, another objective.
+        for name, default in (("selection", "holdout"), ("reward_views", False)):
+            stored, wanted = state["config"].get(name, default), getattr(config, name)
+            if stored != wanted:
+                raise RunFolderError(f"{checkpoint_path}: alignment was started with {name}={stored}, "
+                                     f"cannot resume it with {name}={wanted}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["rng"])
@@ -219,9 +221,10 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
             images = images.clamp(-1, 1)
         rewarded, target_features = images, reward_features
         if config.reward_views:  # fresh views of both sides; drawn for the global batch, so ranks agree
-            rewarded = apply_views(rewarded, distributed.shard(random_view_transforms(config.batch_size, generator)))
-            target_features = _features(extractor, apply_views(
-                reward_references, random_view_transforms(len(reward_references), generator)).to(device))
+            crops = to_device(distributed.shard(random_view_transforms(config.batch_size, generator)), device)
+            reference_crops = to_device(random_view_transforms(len(reward_references), generator), device)
+            rewarded = apply_views(rewarded, crops)
+            target_features = _features(extractor, apply_views(reward_references, reference_crops))
         mmd = mmd2_unbiased(distributed.gather_rows(extractor(rewarded.float())), target_features, config.kernel)
         loss = mmd
 
