@@ -103,6 +103,15 @@
 #      (Clarified after a review, before this step ran: the MMD² of the mechanism expectation is
 #      bench/pair_statistics.py's, between the whole images and the references' four flips, not the viewed reward
 #      that training lowers; and the comparison with run 3 is now made by this script.)
+#   10. (registered 2026-11-27, session 28, while step 9's forward twin ran and before any number of either was read)
+#      judge-filtered synthesis with gradients through the whole sampler (synthesis.judge_keep_fraction=0.5,
+#      align.grad_last_steps=8): the forward pair's best AlignFlow at K = 5 so far (41.5, +2.7 [−2.2, +9.0] over
+#      stage 1, bench/judge-filter-cpu.sh step 2), never run here; stage 1 and the judge reused from run 3; K = 10 and
+#      K = 5; methods source_only, fda, stage1_synthetic and alignflow -> bench/results/cpu-pairs-cvc-to-kvasir-v2-
+#      judge-filter-0.5-full-sampler-gradient, then bench/pair_statistics.py on it and bench/compare_runs.py against
+#      step 7 (judge filtering alone; its stage-1 synthetic pairs are the same). Descriptive: the forward rule did not
+#      fire. Expected: stage-1 synthetic equal to step 7's; AlignFlow here minus step 7's AlignFlow >= 0 at both K;
+#      AlignFlow − stage-1 within ±3; AlignFlow − source-only below +3.
 #
 # Registered expectations and the decision rule:
 #   - Protocol v2 adopts align.style_weight=0 only if, on this pair, AlignFlow(style 0) − AlignFlow(style 4) (paired:
@@ -219,5 +228,20 @@ statistics=bench/results/pair-statistics-cpu-pairs-cvc-to-kvasir-v2-reward-views
 for k in 10 5; do
   comparison=bench/results/pairs-cvc-to-kvasir-reward-views-vs-v2-K$k.json
   [ -f "$comparison" ] || "$PY" bench/compare_runs.py "$views:alignflow" "$v2:alignflow" \
+    --sets "K${k}_seed0,K${k}_seed1,K${k}_seed2" --out "$comparison"
+done
+judged_full=bench/results/cpu-pairs-cvc-to-kvasir-v2-judge-filter-0.5-full-sampler-gradient
+if [ ! -f "$judged_full/results.json" ]; then
+  "$PY" -m AlignFlowLib.cli "${pairs[@]}" --out "$judged_full" $(resume "$judged_full") --reuse-stage1 "$v2" \
+    --references K10_seed0,K10_seed1,K10_seed2,K5_seed0,K5_seed1,K5_seed2 --set synthesis.judge_keep_fraction=0.5 \
+    --set align.grad_last_steps=8 --methods source_only,fda,stage1_synthetic,alignflow \
+    >> /tmp/pairs-cvc-to-kvasir-v2-judge-filter-0.5-full-sampler-gradient.jsonl
+  echo "done cpu-pairs-cvc-to-kvasir-v2-judge-filter-0.5-full-sampler-gradient"
+fi
+statistics=bench/results/pair-statistics-cpu-pairs-cvc-to-kvasir-v2-judge-filter-0.5-full-sampler-gradient.json
+[ -f "$statistics" ] || "$PY" bench/pair_statistics.py "$judged_full" --out "$statistics"
+for k in 10 5; do
+  comparison=bench/results/pairs-cvc-to-kvasir-judge-filter-0.5-full-sampler-gradient-vs-judge-filter-0.5-K$k.json
+  [ -f "$comparison" ] || "$PY" bench/compare_runs.py "$judged_full:alignflow" "$judged:alignflow" \
     --sets "K${k}_seed0,K${k}_seed1,K${k}_seed2" --out "$comparison"
 done
