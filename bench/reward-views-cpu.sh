@@ -27,6 +27,12 @@
 #   - Rule: reward views become a candidate for a protocol version 3 only if AlignFlow − best non-generative is >= +3
 #     with the interval's lower end above 0 at both K = 5 and K = 10; a candidate must then hold on CVC-ClinicDB ->
 #     Kvasir-SEG before any version adopts it. Otherwise they stay an ablation, reported beside the others.
+# (Clarified after a review, while this run was under way and before any of its numbers were read: the mechanism's
+# MMD² is bench/pair_statistics.py's, between whole images and the references' four flips, not the viewed reward.)
+# Result (2026-11-27, 1321 s, 2-core CPU): reward-feature MMD² cut 2.4-2.9x (below stage 1's on all six sets: held);
+# middle-level patch SWD 1.23-2.69x stage 1's (at most 1.2x on none of six: missed); AlignFlow 32.5 (K = 10) and 32.7
+# (K = 5), AlignFlow − stage-1 −3.3 [−7.5, +0.3] and −3.1 [−6.2, −0.3] (±3: missed at both), AlignFlow − source-only
+# −7.9 and −7.7 (held); −4.5 and −3.8 against version 2's AlignFlow. The rule did not fire.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
