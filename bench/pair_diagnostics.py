@@ -107,7 +107,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     config = bench_config(args.preset)
-    sets = sorted(p.name for p in (args.run / "aligned").iterdir() if (p / "pairs_generated_masks").is_dir())
+    # Each set's aligned pairs: from generated masks, or from real ones (`synthesis.mask_source=source`, translations).
+    aligned_folders = {p.name: sorted(p.glob("pairs_*_masks")) for p in sorted((args.run / "aligned").iterdir())}
+    sets = [name for name, folders in aligned_folders.items() if folders]
     data = load_polyp(args.data, args.preset, reference_sets=tuple(sets))
     judge = ExportedSegmenter.load(args.judge or args.run / "run" / "source_segmenter" / "exported", device="cpu")
     test_features = deep_features(data.test.images)
@@ -130,8 +132,10 @@ def main() -> int:
         rows[f"{name} stage1"] = {**stage1_row, "nearest_reference_distance":
                                   round(nearest_reference(stage1_features, reference_features), 4)}
         print(f"{name} stage1", json.dumps(rows[f"{name} stage1"]), flush=True)
-        aligned = load_pairs(args.run / "aligned" / name / "pairs_generated_masks", config.data)
-        add(f"{name} aligned", aligned.images, aligned.masks, reference_features)
+        for folder in aligned_folders[name]:
+            aligned = load_pairs(folder, config.data)
+            real = "" if folder.name == "pairs_generated_masks" else " (real masks)"
+            add(f"{name} aligned{real}", aligned.images, aligned.masks, reference_features)
     if args.out:
         args.out.write_text(json.dumps({"run": str(args.run), "k_neighbours": NEIGHBOURS, "feature": "EL0 deep 1280-d",
                                         "rows": rows}, indent=1) + "\n")
