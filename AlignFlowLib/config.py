@@ -165,7 +165,8 @@ class AlignConfig:
     patience_evals: Annotated[int, Range(1, 100_000)] = 4
     clamp_reward_input: bool = True   # the reward sees images clipped to [-1, 1], as synthesis writes them
     # the reward compares random crops (60-100 % of the area) and flips of generated images and references, new at
-    # every step, instead of the images themselves: appearance that survives a change of framing (reward/views.py)
+    # every step, instead of the images themselves: appearance that survives a change of framing (reward/views.py;
+    # an ablation that did not help the segmenter on either polyp pair)
     reward_views: bool = False
     # generated (as synthesis uses) | source: masks that condition the reward samples
     condition_masks: Annotated[str, OneOf(("generated", "source"))] = "generated"
