@@ -103,6 +103,10 @@
 #      (Clarified after a review, before this step ran: the MMD² of the mechanism expectation is
 #      bench/pair_statistics.py's, between the whole images and the references' four flips, not the viewed reward
 #      that training lowers; and the comparison with run 3 is now made by this script.)
+#      (Ran 2026-11-27, 1598 s: MMD² 3.4-4.7x below stage 1's on all six sets; low-pass level 0.96-1.13x stage 1's,
+#      at or below it on two sets; AlignFlow 32.3 and 29.7, +0.5 and −1.1 against run 3's; AlignFlow − stage-1 −1.5
+#      and −4.1; AlignFlow − source-only −6.0 and −8.6. The MMD² and source-only expectations held; the low-pass,
+#      run-3 and ±3 ones missed (the last two at K = 5).)
 #   10. (registered 2026-11-27, session 28, while step 9's forward twin ran and before any number of either was read)
 #      judge-filtered synthesis with gradients through the whole sampler (synthesis.judge_keep_fraction=0.5,
 #      align.grad_last_steps=8): the forward pair's best AlignFlow at K = 5 so far (41.5, +2.7 [−2.2, +9.0] over
@@ -112,6 +116,8 @@
 #      step 7 (judge filtering alone; its stage-1 synthetic pairs are the same). Descriptive: the forward rule did not
 #      fire. Expected: stage-1 synthetic equal to step 7's; AlignFlow here minus step 7's AlignFlow >= 0 at both K;
 #      AlignFlow − stage-1 within ±3; AlignFlow − source-only below +3.
+#      (Ran 2026-11-27, 2514 s: stage-1 synthetic equal to step 7's; AlignFlow 34.2 and 33.6, +0.9 and +0.8 over step
+#      7's; AlignFlow − stage-1 −0.9 and −1.4; AlignFlow − source-only −4.1 and −4.7. All four held.)
 #
 # Registered expectations and the decision rule:
 #   - Protocol v2 adopts align.style_weight=0 only if, on this pair, AlignFlow(style 0) − AlignFlow(style 4) (paired:
