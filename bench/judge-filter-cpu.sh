@@ -45,6 +45,15 @@
 #   (Ran 2026-11-27, 1991 s: stage-1 synthetic reproduced step 1 exactly; AlignFlow 39.3 at K = 10 and 41.5 at K = 5,
 #   AlignFlow − stage-1 +0.5 [−4.0, +5.8] and +2.7 [−2.2, +9.0], AlignFlow − source-only −1.1 and +1.1. The
 #   expectations held; the rule did not fire.)
+#
+# A second follow-up, registered on 2026-11-27 (session 28) before it ran:
+#   3. Judge filtering at K = 1 (reference sets K1_seed0-2; no reference can be held out there, so alignment runs all
+#      its steps) -> bench/results/cpu-ablation-judge-filter-0.5-K1. Why: K = 1 is reported, not judged, and the
+#      issue lists judge filtering at K = 1 as never run; at K = 5 and 10 the filter narrowed the alignment control's
+#      intervals to about ±2.5, and version 2 at K = 1 had AlignFlow − stage-1 −0.9 [−5.5, +3.3]. Stage 1 and the judge
+#      reused from cpu-96px-v2; methods source_only, stage1_synthetic and alignflow. Expected: stage-1 synthetic equal
+#      to step 1's (38.8; its filtered pairs do not depend on the reference set); AlignFlow − stage-1 within ±3;
+#      AlignFlow not 3 points above source-only. Descriptive (K = 1 has no rule).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -68,3 +77,12 @@ for step in "" -full-sampler-gradient; do
   fi
   [ -f "$statistics" ] || "$PY" bench/pair_statistics.py "$out" --out "$statistics"
 done
+# Step 3: K = 1.
+out=bench/results/cpu-ablation-judge-filter-0.5-K1
+if [ ! -f "$out/results.json" ]; then
+  resume=(); [ -f "$out/run/config.json" ] && resume=(--resume)
+  "$PY" -m AlignFlowLib.cli bench polyp --data "${DATA:-../shared/data/polyp}" --preset cpu --device cpu \
+      --out "$out" --reuse-stage1 bench/results/cpu-96px-v2 --references K1_seed0,K1_seed1,K1_seed2 \
+      --methods source_only,stage1_synthetic,alignflow --set synthesis.judge_keep_fraction=0.5 --progress jsonl \
+      ${resume[@]+"${resume[@]}"} "$@"
+fi
