@@ -54,6 +54,8 @@
 #      reused from cpu-96px-v2; methods source_only, stage1_synthetic and alignflow. Expected: stage-1 synthetic equal
 #      to step 1's (38.8; its filtered pairs do not depend on the reference set); AlignFlow − stage-1 within ±3;
 #      AlignFlow not 3 points above source-only. Descriptive (K = 1 has no rule).
+#   (Ran 2026-11-27, 943 s: stage-1 synthetic equal to step 1's; AlignFlow 41.2, +6.3 over version 2's K = 1
+#   AlignFlow; AlignFlow − stage-1 +2.4 [−2.1, +6.5]; AlignFlow − source-only +0.8 [−7.4, +7.2]. The expectations held.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
