@@ -37,7 +37,7 @@ def compare_generators(generators: dict[str, VelocityUNet], masks: torch.Tensor,
     `patch_swd` (× 1000, finest level first) measures the same gap with no network, so a move that only the reward's
     extractor sees shows as a falling KID-EL0 beside a level patch SWD.
     """
-    levels = pyramid_levels(min(target_images.shape[-2:]))
+    levels, target_pixels = pyramid_levels(min(target_images.shape[-2:])), target_images.float().cpu()
     seeds = list(range(seed, seed + len(masks)))
     result = GeneratorComparison({}, {}, masks)
     for name, model in generators.items():
@@ -45,7 +45,7 @@ def compare_generators(generators: dict[str, VelocityUNet], masks: torch.Tensor,
         metrics = generator_metrics(extractor, images.to(device), target_images.to(device))
         metrics["mask_consistency_dice"] = mask_consistency(segmenter, images, masks)
         result.metrics[name] = {k: float(v) for k, v in metrics.items()}
-        distances = patch_swd(images.float().cpu(), target_images.float().cpu(), levels)
+        distances = patch_swd(images.float().cpu(), target_pixels, levels)
         result.metrics[name]["patch_swd"] = [round(1000 * d, 3) for d in distances]
         result.images[name] = images
     return result

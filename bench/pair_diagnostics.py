@@ -44,6 +44,13 @@ def deep_features(images: torch.Tensor) -> torch.Tensor:
     return _batched(load_feature_extractor(96).deep_features, images, "cpu", 64)
 
 
+def aligned_pair_folders(run: Path) -> list[tuple[str, Path, bool]]:
+    """(reference set, folder, from real masks?) for every aligned pair folder of a benchmark run: pairs from
+    generated masks, or from real ones (`synthesis.mask_source=source`, translations)."""
+    return [(set_dir.name, folder, folder.name != "pairs_generated_masks")
+            for set_dir in sorted((run / "aligned").glob("*")) for folder in sorted(set_dir.glob("pairs_*_masks"))]
+
+
 def knn_radii(features: torch.Tensor, k: int = NEIGHBOURS) -> torch.Tensor:
     """Distance of each point to its k-th nearest other point of the same set."""
     distances = torch.cdist(features, features)
@@ -107,9 +114,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     config = bench_config(args.preset)
-    # Each set's aligned pairs: from generated masks, or from real ones (`synthesis.mask_source=source`, translations).
-    aligned_folders = {p.name: sorted(p.glob("pairs_*_masks")) for p in sorted((args.run / "aligned").iterdir())}
-    sets = [name for name, folders in aligned_folders.items() if folders]
+    aligned_folders = aligned_pair_folders(args.run)
+    sets = sorted({set_name for set_name, _, _ in aligned_folders})
     data = load_polyp(args.data, args.preset, reference_sets=tuple(sets))
     judge = ExportedSegmenter.load(args.judge or args.run / "run" / "source_segmenter" / "exported", device="cpu")
     test_features = deep_features(data.test.images)
@@ -132,10 +138,12 @@ def main() -> int:
         rows[f"{name} stage1"] = {**stage1_row, "nearest_reference_distance":
                                   round(nearest_reference(stage1_features, reference_features), 4)}
         print(f"{name} stage1", json.dumps(rows[f"{name} stage1"]), flush=True)
-        for folder in aligned_folders[name]:
+        for set_name, folder, real_masks in aligned_folders:
+            if set_name != name:
+                continue
             aligned = load_pairs(folder, config.data)
-            real = "" if folder.name == "pairs_generated_masks" else " (real masks)"
-            add(f"{name} aligned{real}", aligned.images, aligned.masks, reference_features)
+            add(f"{name} aligned{' (real masks)' if real_masks else ''}", aligned.images, aligned.masks,
+                reference_features)
     if args.out:
         args.out.write_text(json.dumps({"run": str(args.run), "k_neighbours": NEIGHBOURS, "feature": "EL0 deep 1280-d",
                                         "rows": rows}, indent=1) + "\n")

@@ -42,6 +42,7 @@ from AlignFlowLib.segmenter.export import ExportedSegmenter  # noqa: E402
 from AlignFlowLib.segmenter.metrics import mask_dice  # noqa: E402
 from AlignFlowLib.train.align import reference_views  # noqa: E402
 from stage1_dispersion import COLUMNS, image_statistics, print_table  # noqa: E402
+from pair_diagnostics import aligned_pair_folders  # noqa: E402
 
 
 def deep_features(images: torch.Tensor, feature_size_px: int) -> torch.Tensor:
@@ -82,10 +83,8 @@ def main() -> int:
     config = bench_config(args.preset)
     data, feature_size_px = config.data, config.align.feature_size_px
     folders = {"source (real)": args.run / "source_pairs", "stage1": args.run / "stage1_pairs"}
-    for set_dir in sorted((args.run / "aligned").glob("*")):
-        for folder in sorted(set_dir.glob("pairs_*_masks")):  # generated masks, or real ones (also translations)
-            real = "" if folder.name == "pairs_generated_masks" else " (real masks)"
-            folders[f"aligned {set_dir.name}{real}"] = folder
+    for set_name, folder, real_masks in aligned_pair_folders(args.run):
+        folders[f"aligned {set_name}{' (real masks)' if real_masks else ''}"] = folder
     judge_dir = args.run / "run" / "source_segmenter" / "exported"
     judge = ExportedSegmenter.load(judge_dir) if (judge_dir / "model.json").is_file() else None
     reference_images = {set_dir.name: load_references(set_dir / "images", data).images
