@@ -30,19 +30,21 @@ def mask_consistency(segmenter: Any, images: torch.Tensor, masks: torch.Tensor) 
 
 def compare_generators(generators: dict[str, VelocityUNet], masks: torch.Tensor, target_images: torch.Tensor,
                        extractor: FeatureExtractor, segmenter: Any, sampler: SamplerConfig, device: torch.device,
-                       seed: int = 50_000) -> GeneratorComparison:
+                       seed: int = 50_000, target_features: torch.Tensor | None = None) -> GeneratorComparison:
     """Generate from each model with the same masks and noise seeds, then measure against held-out target images.
 
     `target_images` must be images the reward never saw (FID/KID-EL0, MMD on EfficientNet-Lite0 features).
     `patch_swd` (× 1000, finest level first) measures the same gap with no network, so a move that only the reward's
-    extractor sees shows as a falling KID-EL0 beside a level patch SWD.
+    extractor sees shows as a falling KID-EL0 beside a level patch SWD. `target_features`
+    (`reward.metrics.image_features` of `target_images`) spares extracting them again when a caller compares several
+    generators with the same target images.
     """
     levels, target_pixels = pyramid_levels(min(target_images.shape[-2:])), target_images.float().cpu()
     seeds = list(range(seed, seed + len(masks)))
     result = GeneratorComparison({}, {}, masks)
     for name, model in generators.items():
         images = generate_images(model, masks, seeds, sampler, device)
-        metrics = generator_metrics(extractor, images.to(device), target_images.to(device))
+        metrics = generator_metrics(extractor, images, target_images, target_features=target_features)
         metrics["mask_consistency_dice"] = mask_consistency(segmenter, images, masks)
         result.metrics[name] = {k: float(v) for k, v in metrics.items()}
         distances = patch_swd(images.float().cpu(), target_pixels, levels)

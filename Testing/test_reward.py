@@ -8,7 +8,8 @@ import torch
 
 from AlignFlowLib.errors import AlignFlowError
 from AlignFlowLib.reward.features import FeatureExtractor, load_feature_extractor
-from AlignFlowLib.reward.metrics import frechet_distance, generator_metrics, kernel_inception_distance
+from AlignFlowLib.reward.metrics import (frechet_distance, generator_metrics, image_features,
+                                         kernel_inception_distance)
 from AlignFlowLib.reward.mmd import mmd2_unbiased
 
 
@@ -187,6 +188,18 @@ def test_generator_metrics_keys(extractor):
     assert set(metrics) == {"fid_el0", "kid_el0", "kid_el0_std", "mmd_el0"}
     assert all(isinstance(v, float) and np.isfinite(v) for v in metrics.values())
     assert metrics["fid_el0"] > 0
+
+
+def test_generator_metrics_reuse_target_features(extractor):
+    generated, target, other = (_images(6, size=48, seed=s) for s in (3, 2, 4))
+    plain = generator_metrics(extractor, generated, target, batch_size=4)
+    reused = generator_metrics(extractor, generated, target, target_features=image_features(extractor, target))
+    assert reused == pytest.approx(plain, rel=1e-5, abs=1e-8)
+    # The features stand for the target images: those of other images give other distances.
+    assert generator_metrics(extractor, generated, target, target_features=image_features(extractor, other)) != \
+        pytest.approx(plain, rel=1e-3)
+    with pytest.raises(ValueError, match="do not fit"):
+        generator_metrics(extractor, generated, target, target_features=image_features(extractor, target[:4]))
 
 
 # ---------------------------------------------------------------- patch SWD (no network)

@@ -33,15 +33,15 @@ from AlignFlowLib.bench.polyp import load_polyp  # noqa: E402
 from AlignFlowLib.bench.protocol import bench_config  # noqa: E402
 from AlignFlowLib.data.folders import load_pairs  # noqa: E402
 from AlignFlowLib.evaluation import mask_consistency  # noqa: E402
-from AlignFlowLib.reward.features import load_feature_extractor  # noqa: E402
-from AlignFlowLib.reward.metrics import _batched  # noqa: E402
+from AlignFlowLib.reward.features import DEEP_DIM, load_feature_extractor  # noqa: E402
+from AlignFlowLib.reward.metrics import image_features  # noqa: E402
 from AlignFlowLib.segmenter import ExportedSegmenter  # noqa: E402
 
 NEIGHBOURS = 3
 
 
 def deep_features(images: torch.Tensor) -> torch.Tensor:
-    return _batched(load_feature_extractor(96).deep_features, images, "cpu", 64)
+    return image_features(load_feature_extractor(96), images)[:, :DEEP_DIM]
 
 
 def aligned_pair_folders(run: Path) -> list[tuple[str, Path, bool]]:

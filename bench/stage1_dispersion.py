@@ -42,7 +42,7 @@ from AlignFlowLib.device import set_cpu_bf16  # noqa: E402
 from AlignFlowLib.data.folders import load_pairs  # noqa: E402
 from AlignFlowLib.pipeline import load_image_generator  # noqa: E402
 from AlignFlowLib.reward.features import load_feature_extractor  # noqa: E402
-from AlignFlowLib.reward.metrics import generator_metrics  # noqa: E402
+from AlignFlowLib.reward.metrics import generator_metrics, image_features  # noqa: E402
 from AlignFlowLib.synthesis import generate_images  # noqa: E402
 from AlignFlowLib.train.generators import train_image_generator  # noqa: E402
 from pair_diagnostics import mask_visibility  # noqa: E402
@@ -119,11 +119,12 @@ def main() -> int:
     extractor = load_feature_extractor(base.align.feature_size_px, 1.0, device)
     seeds = list(range(len(val)))  # sample k from image-noise seed k, the same for every variant
     rows = {"real source-val": image_statistics(val.images, val.masks)}
+    val_features = image_features(extractor, val.images)
     for name, path in checkpoints.items():
         model = load_image_generator(path, device)
         images = generate_images(model, val.masks, seeds, base.synthesis.sampler, device, compile_model=False)
         rows[name] = image_statistics(images, val.masks)
-        metrics = generator_metrics(extractor, images, val.images)
+        metrics = generator_metrics(extractor, images, val.images, target_features=val_features)
         rows[name].update(fid_el0_to_val=metrics["fid_el0"], kid_el0_to_val=metrics["kid_el0"])
     report = {"source": str(args.source), "val": str(args.val), "preset": args.preset, "cpu_bf16": bf16,
               "num_val": len(val), "sampler": to_dict(base.synthesis.sampler), "variants": settings,

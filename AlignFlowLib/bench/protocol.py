@@ -41,6 +41,7 @@ from ..evaluation import compare_generators
 from ..events import EventCallback, StageProgress, ignore_events
 from ..presets import DEFAULT, DEMO
 from ..reward.features import load_feature_extractor
+from ..reward.metrics import image_features
 from ..train.align import SELECTIONS
 from ..run_folder import RunFolder
 from ..segmenter.metrics import dice_iou, summarize
@@ -544,7 +545,7 @@ def _run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: tor
         examples: dict[str, dict[str, torch.Tensor]] = {}
         extractor = load_feature_extractor(config.align.feature_size_px, config.align.style_weight, device)
         metric_masks = source.masks[torch.arange(min(bench.generator_metric_masks, count)) % len(source)]
-        stage1_metrics = None
+        stage1_metrics, test_features = None, None
 
         for set_name in reference_sets:
             progress.log(f"reference set {set_name}")
@@ -582,8 +583,11 @@ def _run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: tor
             generators = {"aligned": pipeline.load_image_generator(generator_file, device)}
             if stage1_metrics is None:
                 generators["stage1"] = pipeline.load_image_generator(run.image_generator, device)
+            if test_features is None:  # the same test images for every set: their features once
+                test_features = timer("generator_metrics", lambda: image_features(extractor, test.images))
             comparison = timer("generator_metrics", lambda: compare_generators(
-                generators, metric_masks, test.images, extractor, judge, config.synthesis.sampler, device))
+                generators, metric_masks, test.images, extractor, judge, config.synthesis.sampler, device,
+                target_features=test_features))
             if stage1_metrics is None:
                 stage1_metrics = (comparison.metrics["stage1"], comparison.images["stage1"])
             generator_metrics[set_name] = {"stage1": stage1_metrics[0], "aligned": comparison.metrics["aligned"]}

@@ -72,21 +72,28 @@ def kernel_inception_distance(feat_a, feat_b, num_subsets: int = 10, subset_size
 
 
 @torch.no_grad()
-def _batched(function, images: torch.Tensor, device, batch_size: int) -> torch.Tensor:
-    return torch.cat([function(images[i:i + batch_size].to(device)).cpu() for i in range(0, len(images), batch_size)])
+def image_features(extractor: FeatureExtractor, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """The extractor's full features (N, D) of images (N, C, H, W) in [−1, 1], on the CPU; moved batch by batch to
+    the extractor's device. Lets a caller that measures several generators against one target set extract its
+    features once (`generator_metrics(..., target_features=...)`)."""
+    device = next(extractor.parameters()).device
+    return torch.cat([extractor(images[i:i + batch_size].to(device)).cpu() for i in range(0, len(images), batch_size)])
 
 
 @torch.no_grad()
 def generator_metrics(extractor: FeatureExtractor, generated: torch.Tensor, target: torch.Tensor,
-                      batch_size: int = 64) -> dict[str, float]:
+                      batch_size: int = 64, target_features: torch.Tensor | None = None) -> dict[str, float]:
     """FID-EL0, KID-EL0 (deep features) and the reward's MMD² (full features) of generated vs target images.
 
-    generated (N, C, H, W), target (M, C, H, W) in [−1, 1], N, M ≥ 2; moved batch by batch to the extractor's device.
+    generated (N, C, H, W), target (M, C, H, W) in [−1, 1], N, M ≥ 2; `target_features`, when given, must be
+    `image_features(extractor, target)` and replaces extracting them again.
     Returns floats {"fid_el0", "kid_el0", "kid_el0_std", "mmd_el0"}.
     """
-    device = next(extractor.parameters()).device
-    full_g = _batched(extractor, generated, device, batch_size)                 # (N, D)
-    full_t = _batched(extractor, target, device, batch_size)                    # (M, D)
+    full_g = image_features(extractor, generated, batch_size)                    # (N, D)
+    full_t = image_features(extractor, target, batch_size) if target_features is None else target_features.cpu()
+    if full_t.shape != (len(target), full_g.shape[1]):
+        raise ValueError(f"target_features {tuple(full_t.shape)} do not fit {len(target)} target images of "
+                         f"{full_g.shape[1]} features")
     deep_g, deep_t = full_g[:, :DEEP_DIM], full_t[:, :DEEP_DIM]                 # the pooled 1280-d part
     kid, kid_std = kernel_inception_distance(deep_g, deep_t)
     return {"fid_el0": frechet_distance(deep_g, deep_t), "kid_el0": kid, "kid_el0_std": kid_std,
