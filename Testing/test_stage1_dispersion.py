@@ -79,6 +79,8 @@ def test_pair_statistics_reads_every_pair_set_of_a_benchmark_folder(tmp_path):
     assert report["references"]["K1_seed0"]["feature_spread"] == pytest.approx(0.0, abs=1e-3)  # one image
     assert pairs["aligned K1_seed0"]["lesion_visibility"] == pytest.approx(1.0, abs=0.02)  # [-1, 1] scale
     assert report["references"]["K1_seed0"]["brightness_mean"] == pytest.approx(0.75, abs=0.01)
+    assert report["references"]["K1_seed0"]["colour_mean"] == pytest.approx([0.75] * 3, abs=0.01)
+    assert pairs["stage1"]["colour_mean"] == pytest.approx([1.1 / 3] * 3, abs=0.01)
     assert (pairs["stage1"]["judge_dice_kept"], pairs["stage1"]["judge_dice_candidates"]) == (0.6, 0.4)
     assert "judge_dice_kept" not in pairs["aligned K1_seed0"]  # its manifest-less folder was not filtered
     # Marking every pixel finds each 30 x 30 lesion with Dice 2 * 900 / (9216 + 900), and misses an empty mask.
@@ -96,6 +98,15 @@ def test_pair_statistics_reads_every_pair_set_of_a_benchmark_folder(tmp_path):
     for restyled in ("source, histogram matching", "source, FDA"):
         assert max(distances[restyled]["K1_seed0"]["patch_swd"]) < 5
         assert distances[restyled]["K1_seed0"]["reward_mmd2"] < 0.1 * source["reward_mmd2"]
+
+
+def test_colour_mean_keeps_the_channels_apart():
+    spec = importlib.util.spec_from_file_location("pair_statistics", BENCH / "pair_statistics.py")
+    statistics = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(statistics)
+    red = torch.stack([torch.full((8, 8), 1.0), torch.full((8, 8), 0.0), torch.full((8, 8), -1.0)])
+    assert statistics.colour_mean(torch.stack([red, red.flip(0)])) == pytest.approx([0.5, 0.5, 0.5])
+    assert statistics.colour_mean(red[None]) == pytest.approx([1.0, 0.5, 0.0])
 
 
 def test_table_prints_a_missing_value_as_nan(capsys):

@@ -1,4 +1,4 @@
-"""Brightness, contrast, lesion visibility and deep-feature spread of every pair set a benchmark folder wrote (its
+"""Brightness, colour, contrast, lesion visibility and deep-feature spread of every pair set a benchmark folder wrote (its
 96-px source copy, stage 1's synthetic pairs, each reference set's aligned pairs) and of its reference images. Reads
 no target test image and trains nothing, so it works for `bench pairs` folders too (bench/pair_diagnostics.py needs
 the polyp layout and the test frames).
@@ -49,6 +49,11 @@ def deep_features(images: torch.Tensor, feature_size_px: int) -> torch.Tensor:
     extractor = load_feature_extractor(feature_size_px, 0.0, "cpu")
     with torch.no_grad():
         return torch.cat([extractor.deep_features(images[i:i + 64].float()) for i in range(0, len(images), 64)])
+
+
+def colour_mean(images: torch.Tensor) -> list[float]:
+    """Mean of each channel on the [0, 1] scale (R, G, B): a hue that brightness alone would not show."""
+    return [round(float(v), 4) for v in ((images.float() + 1) / 2).mean(dim=(0, 2, 3))]
 
 
 def feature_spread(features: torch.Tensor) -> float:
@@ -111,7 +116,8 @@ def main() -> int:
                         restyled[set_name] = distances_to_references(
                             styled, deep_features(styled, feature_size_px), *reference_views_of[set_name])
             rows[name] = {"count": len(pairs), **image_statistics(pairs.images, pairs.masks),
-                          "mask_area": float(pairs.masks.float().mean()), "feature_spread": feature_spread(features)}
+                          "colour_mean": colour_mean(pairs.images), "mask_area": float(pairs.masks.float().mean()),
+                          "feature_spread": feature_spread(features)}
             if source_mean is not None:
                 rows[name]["feature_shift_from_source"] = float((features.mean(0) - source_mean).norm())
             if judge is not None:
@@ -126,6 +132,7 @@ def main() -> int:
     for set_name, images in reference_images.items():
         references[set_name] = {"count": len(images),
                                 "brightness_mean": float(((images.float() + 1) / 2).mean()),
+                                "colour_mean": colour_mean(images),
                                 "feature_spread": feature_spread(deep_features(images, feature_size_px))}
     columns = [("count", "count", "d")] + COLUMNS + [("mask_area", "mask_area", ".3f"),
                                                     ("feature_spread", "feat_spread", ".2f"),
@@ -137,7 +144,9 @@ def main() -> int:
     print_table(rows, columns)
     for name, row in references.items():
         print(f"references {name}: {row['count']} images, brightness {row['brightness_mean']:.3f}, "
-              f"feature spread {row['feature_spread']:.2f}")
+              f"colour {row['colour_mean']}, feature spread {row['feature_spread']:.2f}")
+    for name, row in rows.items():
+        print(f"{name}: colour {row['colour_mean']}")
     print_distances(distances)
     if args.out:
         args.out.write_text(json.dumps({"run": str(args.run), "pairs": rows, "references": references,
