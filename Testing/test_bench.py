@@ -147,7 +147,10 @@ def test_smoke_protocol_pairs_every_method_and_resumes(fake_polyp, tmp_path):
                             saved["methods"]["alignflow"]["per_set"]["K10_seed0"]["runs"]):
         assert mine == theirs  # seeds 3 and 4 read back, not retrained
     assert wider["methods"]["alignflow"]["per_set"]["K10_seed0"]["runs"][-1]["seed"] == 5
-    assert "smoke-more-seeds | --segmenter-seeds 3" in ablation_table(tmp_path / "results")  # not the preset's 2
+    # Not the preset's 2; the row names the data folder the run recorded.
+    assert wider["data"] == {"root": str(fake_polyp)}
+    assert (f"smoke-more-seeds | kvasir_seg -> cvc_clinicdb ({fake_polyp.name}) | --segmenter-seeds 3"
+            in ablation_table(tmp_path / "results"))
     assert "smoke-more-seeds" not in readme_table(tmp_path / "results")
 
     # A copy resumed with other synthesis settings stops instead of scoring the pairs it holds as if they were new.
@@ -199,6 +202,8 @@ def test_bench_pairs_runs_the_protocol_on_plain_folders(tmp_path, capsys):
     assert saved["reference_sets"] == ["K1_seed0", "K1_seed1", "K1_seed2"]
     assert set(saved["methods"]["alignflow"]["by_k"]) == {"K1"}
     assert saved["num_test_clusters"] == 12  # no cluster file: one cluster per image
+    assert saved["data"] == {"source": str(paths.source), "source_val": "", "pool": str(paths.references),
+                             "test": str(paths.target_test), "clusters": ""}
     assert saved["protocol_version"] == load_protocol()["version"]
     assert saved["methods"]["alignflow"]["by_k"]["K1"]["paired"]["stage1_synthetic"]["num_reference_sets"] == 3
     assert main(["bench", "pairs", "--source", str(paths.source), "--preset", "smoke", "--device", "cpu",

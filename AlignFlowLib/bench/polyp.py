@@ -67,7 +67,7 @@ def load_polyp(data_root: Path, preset_name: str, overrides: tuple[str, ...] = (
         test=load_pairs(target_dir, config.data, test_ids),
         test_clusters=test_clusters(target_dir, test_ids),
         references={name: load_references(target_dir / "images", config.data, available[name]) for name in wanted},
-        source_dir=source_dir,
+        source_dir=source_dir, folders={"root": str(data_root)},
         notes={"reference_sets_seen_before_protocol":
                load_protocol()["polyp"]["reference_sets_seen_before_protocol"]})
 

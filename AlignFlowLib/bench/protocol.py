@@ -139,6 +139,7 @@ class BenchData:
     references: dict[str, ImageSet]         # reference set name (K{k}_seed{s}) → target images, never masks
     source_dir: Path                        # where the source pairs came from (recorded)
     notes: dict[str, Any] = field(default_factory=dict)
+    folders: dict[str, str] = field(default_factory=dict)  # where the data was read from (results.json → "data")
 
 
 @dataclass
@@ -625,7 +626,8 @@ def _run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: tor
         alignflow_by_k = method_results.get("alignflow", {}).get("by_k", {})
         seen_before = set(data.notes.get("reference_sets_seen_before_protocol", []))
         results = {
-            "benchmark": data.name, "preset": preset_name, "description": bench.description,
+            "benchmark": data.name, "data": dict(data.folders), "preset": preset_name,
+            "description": bench.description,
             "protocol_version": protocol_version, "commit": commit, "library_version": __version__,
             "device": _device_name(device), "cpu_bf16": bf16,
             "compiled": process_settings()["compile_backend"] is not None, "overrides": list(overrides),

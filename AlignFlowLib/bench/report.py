@@ -191,8 +191,17 @@ def readme_table(results_dir: Path) -> str:
     return "\n".join(lines) if lines else "(no protocol results yet)"
 
 
+def _data_label(results: dict[str, Any]) -> str:
+    """The domain pair, and the folder it was read from where the run recorded one (a copy of the polyp layout with
+    other images, such as a controlled shift, reads as the same pair)."""
+    pair = results["benchmark"].split(": ", 1)[-1]
+    root = results.get("data", {}).get("root")
+    return f"{pair} ({Path(root).name})" if root else pair
+
+
 def ablation_table(results_dir: Path) -> str:
-    """One Markdown row per ablation run and K: what changed, and AlignFlow − stage-1 synthetic (the control)."""
+    """One Markdown row per ablation run and K: its data, what changed, and AlignFlow − stage-1 synthetic (the
+    control)."""
     rows = []
     for path, results in _results_files(results_dir):
         if not _is_ablation(results):
@@ -200,11 +209,11 @@ def ablation_table(results_dir: Path) -> str:
         for k, scores in sorted(results["methods"].get("alignflow", {}).get("by_k", {}).items(), key=_k_order):
             d = scores.get("paired", {}).get("stage1_synthetic")
             control = f"{_points(d['mean_diff'])} [{_points(d['ci_low'])}, {_points(d['ci_high'])}]" if d else "–"
-            rows.append([path.parent.name, ", ".join(_changes(results)) or "none", k,
+            rows.append([path.parent.name, _data_label(results), ", ".join(_changes(results)) or "none", k,
                          f"{100 * scores['mdice_mean']:.1f} ± {100 * scores['mdice_std']:.1f}", control])
     if not rows:
         return "(no ablations yet)"
-    return "\n".join(_markdown(rows, ["run", "overrides", "K", "AlignFlow mDice %",
+    return "\n".join(_markdown(rows, ["run", "data", "overrides", "K", "AlignFlow mDice %",
                                       "AlignFlow − stage-1 synthetic (95 % CI)"]))
 
 
