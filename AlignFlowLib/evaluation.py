@@ -10,7 +10,7 @@ import torch
 from .config import SamplerConfig
 from .models.velocity import VelocityUNet
 from .reward.features import FeatureExtractor
-from .reward.metrics import generator_metrics
+from .reward.metrics import generator_metrics, image_features
 from .reward.patch_swd import patch_swd, pyramid_levels
 from .segmenter.metrics import mask_dice
 from .synthesis import generate_images
@@ -35,11 +35,13 @@ def compare_generators(generators: dict[str, VelocityUNet], masks: torch.Tensor,
 
     `target_images` must be images the reward never saw (FID/KID-EL0, MMD on EfficientNet-Lite0 features).
     `patch_swd` (× 1000, finest level first) measures the same gap with no network, so a move that only the reward's
-    extractor sees shows as a falling KID-EL0 beside a level patch SWD. `target_features`
-    (`reward.metrics.image_features` of `target_images`) spares extracting them again when a caller compares several
-    generators with the same target images.
+    extractor sees shows as a falling KID-EL0 beside a level patch SWD. The target images' features are extracted
+    once per call; `target_features` (`reward.metrics.image_features` of `target_images`) lets a caller that calls
+    this repeatedly with the same target images extract them once in all.
     """
     levels, target_pixels = pyramid_levels(min(target_images.shape[-2:])), target_images.float().cpu()
+    if target_features is None:
+        target_features = image_features(extractor, target_images)
     seeds = list(range(seed, seed + len(masks)))
     result = GeneratorComparison({}, {}, masks)
     for name, model in generators.items():

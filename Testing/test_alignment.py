@@ -14,6 +14,7 @@ from AlignFlowLib.errors import RunFolderError
 from AlignFlowLib.evaluation import compare_generators
 from AlignFlowLib.presets import DEMO
 from AlignFlowLib.reward.features import load_feature_extractor
+from AlignFlowLib.reward.metrics import image_features
 from AlignFlowLib.segmenter.export import ExportedSegmenter, export_segmenter
 from AlignFlowLib.segmenter.train import train_segmenter
 from AlignFlowLib.train.align import align_generator, split_references
@@ -62,6 +63,10 @@ def test_alignment_halves_mmd_to_heldout_target_and_keeps_masks(stage1):
     # to fall: on these phantoms alignment brings the low-pass level closer but roughens the finest one.
     assert len(before["patch_swd"]) == len(after["patch_swd"]) == 3 and min(before["patch_swd"]) > 0
     assert result.history["heldout_mmd"][0] > min(result.history["heldout_mmd"])
+    with pytest.raises(ValueError, match="do not fit"):  # target features given are the ones measured against
+        compare_generators({"after": result.model}, masks[:2], stage1["target_test"].images, extractor,
+                           stage1["segmenter"], CONFIG.synthesis.sampler, DEVICE,
+                           target_features=image_features(extractor, stage1["target_test"].images[:3]))
 
 
 def test_lora_alignment_runs_and_merges(stage1):

@@ -202,8 +202,8 @@ def test_bench_pairs_runs_the_protocol_on_plain_folders(tmp_path, capsys):
     assert saved["reference_sets"] == ["K1_seed0", "K1_seed1", "K1_seed2"]
     assert set(saved["methods"]["alignflow"]["by_k"]) == {"K1"}
     assert saved["num_test_clusters"] == 12  # no cluster file: one cluster per image
-    assert saved["data"] == {"source": str(paths.source), "source_val": "", "pool": str(paths.references),
-                             "test": str(paths.target_test), "clusters": ""}
+    assert saved["data"] == {"source": str(paths.source), "source_val": None, "pool": str(paths.references),
+                             "test": str(paths.target_test), "clusters": None}
     assert saved["protocol_version"] == load_protocol()["version"]
     assert saved["methods"]["alignflow"]["by_k"]["K1"]["paired"]["stage1_synthetic"]["num_reference_sets"] == 3
     assert main(["bench", "pairs", "--source", str(paths.source), "--preset", "smoke", "--device", "cpu",
@@ -228,6 +228,9 @@ def test_bench_pairs_runs_the_protocol_on_plain_folders(tmp_path, capsys):
     for pairs in (ablation / "stage1_pairs", ablation / "aligned" / "K1_seed1" / "pairs_source_masks"):
         made = json.loads((pairs / "manifest.json").read_text())
         assert made["config"]["start_time"] == 0.5 and made["config"]["mask_source"] == "source", pairs
+    # The ablation table names the pair and the folder both sides were read from.
+    assert (f"| ablation | {paths.source.name} -> {paths.target_test.name} ({paths.source.parent.name}) |"
+            in ablation_table(tmp_path))
     assert main(folders + ["--out", str(tmp_path / "y"), "--references", "K5_seed0"]) == 3  # not drawn from 4 images
     # A folder made before versions were stored (all version 1) keeps saying so when resumed: its settings win.
     config_path = out / "run" / "config.json"

@@ -1,4 +1,4 @@
-"""Brightness, colour, contrast, lesion visibility and deep-feature spread of every pair set a benchmark folder wrote (its
+"""Brightness, colour, contrast, lesion visibility and feature spread of every pair set a benchmark folder wrote (its
 96-px source copy, stage 1's synthetic pairs, each reference set's aligned pairs) and of its reference images. Reads
 no target test image and trains nothing, so it works for `bench pairs` folders too (bench/pair_diagnostics.py needs
 the polyp layout and the test frames).

@@ -9,7 +9,7 @@
 # source-only too: the real pair's appearance gap may not be what limits its segmenters at this scale. If so, no
 # reward can win there, and the runs so far cannot tell a reward that works from one that does not. Here the gap
 # is made to matter: the recipe check chose the plain segmenter recipe (no colour augmentation), so a segmenter
-# trained on source colours meets green-blue frames. The same frames, reference sets, source pairs, stage 1, judge
+# trained on source colours meets green frames. The same frames, reference sets, source pairs, stage 1, judge
 # and seeds as bench/results/cpu-96px-v2, so every method pairs image by image with its unshifted run.
 #
 # Run: every protocol method, K = 10 and K = 5 (three reference seeds each), three segmenter seeds, stage 1 and the

@@ -39,5 +39,6 @@ statistics=bench/results/pair-statistics-cpu-control-shifted-target-align-240-st
 for k in 10 5; do
   comparison=bench/results/shifted-target-align-240-steps-vs-control-K$k.json
   [ -f "$comparison" ] || "$PY" bench/compare_runs.py "$out:alignflow" "$control:alignflow" \
+    "$out:source_only" "$control:source_only" "$out:stage1_synthetic" "$control:stage1_synthetic" \
     --sets "K${k}_seed0,K${k}_seed1,K${k}_seed2" --out "$comparison"
 done

@@ -7,7 +7,7 @@ reference sets and source pairs as the unshifted benchmark, and the two runs pai
 
 The shift imitates another centre's camera, in three parts fixed before any result was seen:
   1. colour: a rotation of every pixel's RGB vector by --hue-degrees about the grey axis (brightness is kept, the
-     hue turns: the reddish mucosa becomes green-blue), which no per-channel curve can undo;
+     hue turns: the reddish mucosa becomes green), which no per-channel curve can undo;
   2. tone: gamma --gamma on every channel (below 1 lifts the shadows);
   3. illumination fall-off: brightness times 1 - --vignette * rho^2, rho the distance from the frame centre over
      the half-diagonal.
@@ -42,7 +42,8 @@ def shift_image(rgb: np.ndarray, hue_degrees: float, gamma: float, vignette: flo
     pixels = np.clip(pixels @ hue_rotation(hue_degrees).T, 0.0, 1.0) ** gamma
     height, width = pixels.shape[:2]
     y, x = np.mgrid[0:height, 0:width]
-    rho2 = ((y - (height - 1) / 2) ** 2 + (x - (width - 1) / 2) ** 2) / (((height - 1) / 2) ** 2 + ((width - 1) / 2) ** 2)
+    cy, cx = (height - 1) / 2, (width - 1) / 2
+    rho2 = ((y - cy) ** 2 + (x - cx) ** 2) / (cy ** 2 + cx ** 2)
     pixels = pixels * (1.0 - vignette * rho2)[..., None]
     return np.rint(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8)
 

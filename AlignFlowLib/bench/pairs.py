@@ -78,7 +78,7 @@ def run_pairs_benchmark(source: Path, references: Path, test: Path, out_dir: Pat
                      source_val=load_pairs(Path(source_val), config.data) if source_val else None,
                      test=test_pairs, test_clusters=read_clusters(clusters, test_pairs.names),
                      references=sets, source_dir=Path(source),
-                     folders={"source": str(source), "source_val": str(source_val or ""), "pool": str(references),
-                              "test": str(test), "clusters": str(clusters or "")})
+                     folders={"source": str(source), "source_val": source_val and str(source_val),
+                              "pool": str(references), "test": str(test), "clusters": clusters and str(clusters)})
     return run_benchmark(data, out_dir, preset_name, device, on_event, overrides, methods, reuse_stage1, tuple(sets),
                          resume, workers, segmenter_seeds)

@@ -139,7 +139,7 @@ class BenchData:
     references: dict[str, ImageSet]         # reference set name (K{k}_seed{s}) → target images, never masks
     source_dir: Path                        # where the source pairs came from (recorded)
     notes: dict[str, Any] = field(default_factory=dict)
-    folders: dict[str, str] = field(default_factory=dict)  # where the data was read from (results.json → "data")
+    folders: dict[str, str | None] = field(default_factory=dict)  # where the data was read from (→ results "data")
 
 
 @dataclass

@@ -192,11 +192,13 @@ def readme_table(results_dir: Path) -> str:
 
 
 def _data_label(results: dict[str, Any]) -> str:
-    """The domain pair, and the folder it was read from where the run recorded one (a copy of the polyp layout with
-    other images, such as a controlled shift, reads as the same pair)."""
+    """The domain pair, and the folder it was read from where the run recorded one: a copy of the polyp layout with
+    other images (such as a controlled shift) names the same pair, and `bench pairs` names only the leaf folders."""
     pair = results["benchmark"].split(": ", 1)[-1]
-    root = results.get("data", {}).get("root")
-    return f"{pair} ({Path(root).name})" if root else pair
+    folders = results.get("data", {})
+    parents = {Path(folders[key]).parent.name for key in ("source", "test") if folders.get(key)}
+    where = Path(folders["root"]).name if folders.get("root") else parents.pop() if len(parents) == 1 else None
+    return f"{pair} ({where})" if where else pair
 
 
 def ablation_table(results_dir: Path) -> str:
