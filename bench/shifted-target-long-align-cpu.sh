@@ -4,7 +4,8 @@
 # descriptive, nothing is adopted from it.
 #
 # Why. In the control, the held-out MMD² was still falling at the last of the CPU preset's 60 alignment steps on
-# every set (e.g. K10_seed0: 1.57 at step 0, 0.63 at step 60), and the aligned pairs kept source colours (red
+# five of the six sets (e.g. K10_seed0: 1.57 at step 0, 0.63 at step 60; corrected after the run from "every set":
+# K5_seed0 chose step 50), and the aligned pairs kept source colours (red
 # first) while the references are green first. A global colour change may need more steps than 60 at this learning
 # rate; or the reward may keep lowering its MMD² by blobs the extractor sees, however long it runs. This runs the
 # protocol's (version 2) reward four times as long (align.num_steps=240; early stopping and the checkpoint choice
