@@ -40,8 +40,9 @@ from AlignFlowLib.segmenter import ExportedSegmenter  # noqa: E402
 NEIGHBOURS = 3
 
 
-def deep_features(images: torch.Tensor) -> torch.Tensor:
-    return image_features(load_feature_extractor(96), images)[:, :DEEP_DIM]
+def deep_features(images: torch.Tensor, feature_size_px: int = 96) -> torch.Tensor:
+    """EfficientNet-Lite0's pooled 1280-d features (KID-EL0's), on the CPU."""
+    return image_features(load_feature_extractor(feature_size_px), images)[:, :DEEP_DIM]
 
 
 def aligned_pair_folders(run: Path) -> list[tuple[str, Path, bool]]:

@@ -35,20 +35,13 @@ from AlignFlowLib.baselines.fda import fourier_domain_adaptation  # noqa: E402
 from AlignFlowLib.baselines.histogram import match_histograms  # noqa: E402
 from AlignFlowLib.bench.protocol import bench_config  # noqa: E402
 from AlignFlowLib.data.folders import load_pairs, load_references  # noqa: E402
-from AlignFlowLib.reward.features import load_feature_extractor  # noqa: E402
 from AlignFlowLib.reward.mmd import mmd2_unbiased  # noqa: E402
 from AlignFlowLib.reward.patch_swd import patch_swd, pyramid_levels  # noqa: E402
 from AlignFlowLib.segmenter.export import ExportedSegmenter  # noqa: E402
 from AlignFlowLib.segmenter.metrics import mask_dice  # noqa: E402
 from AlignFlowLib.train.align import reference_views  # noqa: E402
 from stage1_dispersion import COLUMNS, image_statistics, print_table  # noqa: E402
-from pair_diagnostics import aligned_pair_folders  # noqa: E402
-
-
-def deep_features(images: torch.Tensor, feature_size_px: int) -> torch.Tensor:
-    extractor = load_feature_extractor(feature_size_px, 0.0, "cpu")
-    with torch.no_grad():
-        return torch.cat([extractor.deep_features(images[i:i + 64].float()) for i in range(0, len(images), 64)])
+from pair_diagnostics import aligned_pair_folders, deep_features  # noqa: E402
 
 
 def colour_mean(images: torch.Tensor) -> list[float]:

@@ -196,9 +196,10 @@ def _data_label(results: dict[str, Any]) -> str:
     other images (such as a controlled shift) names the same pair, and `bench pairs` names only the leaf folders."""
     pair = results["benchmark"].split(": ", 1)[-1]
     folders = results.get("data", {})
+    if folders.get("root"):
+        return f"{pair} ({Path(folders['root']).name})"
     parents = {Path(folders[key]).parent.name for key in ("source", "test") if folders.get(key)}
-    where = Path(folders["root"]).name if folders.get("root") else parents.pop() if len(parents) == 1 else None
-    return f"{pair} ({where})" if where else pair
+    return f"{pair} ({parents.pop()})" if len(parents) == 1 else pair
 
 
 def ablation_table(results_dir: Path) -> str:
