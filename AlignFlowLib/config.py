@@ -148,6 +148,9 @@ class AlignConfig:
     # weight of early-layer channel mean/std (112-d) vs deep pooled (1280-d) features; 0 since benchmark protocol v2
     # (on a domain pair never used for tuning, weight 4 cost 3.5-5 mDice points; bench/PROTOCOL.md, Version 2)
     style_weight: Annotated[float, NON_NEGATIVE] = 0.0
+    # all | tissue: the style statistics over every pixel, or weighted to leave out near-black pixels (letterbox
+    # padding, an endoscope's black border; reward/features.py)
+    style_region: Annotated[str, OneOf(("all", "tissue"))] = "all"
     # stage-1 flow-matching loss on source pairs (keeps the model a generator)
     anchor_weight: Annotated[float, NON_NEGATIVE] = 0.5
     # frozen source segmenter must find the conditioning mask

@@ -52,7 +52,8 @@ def run_demo(out_dir: Path, device: torch.device, config: RunConfig = DEMO, num_
     generators = {"stage1": pipeline.load_image_generator(run.image_generator, device),
                   "aligned": pipeline.load_image_generator(run.aligned_generator, device)}
     source_segmenter = ExportedSegmenter.load(run.source_segmenter / "exported", device=device)
-    extractor = load_feature_extractor(config.align.feature_size_px, config.align.style_weight, device)
+    extractor = load_feature_extractor(config.align.feature_size_px, config.align.style_weight, device,
+                                       config.align.style_region)
     compare_masks = source.masks[torch.arange(num_compare) % len(source)]
     comparison = compare_generators(generators, compare_masks, target_test.images, extractor, source_segmenter,
                                     config.synthesis.sampler, device)

@@ -174,3 +174,17 @@ def test_reward_on_random_views_is_new_every_step_seeded_and_resumable(stage1, m
     # A run started on whole images is not continued on views: the objective would change half-way.
     with pytest.raises(RunFolderError, match="reward_views=False"):
         run("plain", True, resume=True)
+
+
+def test_style_over_tissue_changes_the_reward_and_is_not_resumed_over_all_pixels(stage1):
+    config = replace(CONFIG.align, num_steps=1, eval_every_steps=1, checkpoint_every_steps=1, style_weight=4.0)
+    source, references = stage1["source"], stage1["references"].images.clone()
+    size = references.shape[-2]
+    references[..., :size // 4, :] = references[..., -(size // 4):, :] = -1.0   # letterbox bars, as a wide frame gets
+    run = lambda name, region, resume=False: align_generator(  # noqa: E731
+        stage1["model"], source.images, source.masks, references, replace(config, style_region=region), DEVICE,
+        stage1["root"] / f"style-{name}.pt", resume=resume).history["mmd"]
+    # The references' statistics over tissue leave the bars out, so the reward differs from the all-pixel one.
+    assert run("tissue", "tissue")[0] != pytest.approx(run("all", "all")[0], rel=1e-3)
+    with pytest.raises(RunFolderError, match="style_region=tissue"):
+        run("tissue", "all", resume=True)

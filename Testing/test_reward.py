@@ -313,3 +313,45 @@ def test_reward_views_are_seeded_differentiable_and_validated():
         random_view_transforms(2, torch.Generator(), 0.0)
     with pytest.raises(ValueError, match="transforms"):
         apply_views(images.detach(), draw(0)[:3])
+
+
+# ---------------------------------------------------------------- style statistics over tissue only
+
+
+def _bordered(border_value: float) -> torch.Tensor:
+    """A textured 96 px frame whose top and bottom quarter are a black border (or letterbox) of `border_value`."""
+    image = _images(1, size=96, seed=3) * 0.5 + 0.2
+    image[..., :24, :] = border_value
+    image[..., 72:, :] = border_value
+    return image
+
+
+def test_tissue_style_statistics_ignore_near_black_border():
+    whole, tissue = load_feature_extractor(96, 1.0, "cpu"), load_feature_extractor(96, 1.0, "cpu", "tissue")
+    assert tissue is not whole and tissue.style_region == "tissue"
+    letterbox, dark_border = _bordered(-1.0), _bordered(-0.85)       # -0.85: 7.5 % of full scale, below 10 %
+    with torch.no_grad():
+        change = {name: (extractor.style_features(dark_border) - extractor.style_features(letterbox)).norm()
+                  / extractor.style_features(letterbox).norm() for name, extractor in (("all", whole),
+                                                                                        ("tissue", tissue))}
+        # The deep part does not depend on the region.
+        assert torch.equal(tissue.deep_features(letterbox), whole.deep_features(letterbox))
+    # Over all pixels the border's shade moves the statistics; over tissue only the cells at its edge feel it.
+    assert change["tissue"] < 0.05 * change["all"], change
+
+
+def test_tissue_style_statistics_equal_plain_ones_without_dark_pixels_and_fall_back_when_all_dark():
+    whole, tissue = load_feature_extractor(96, 1.0, "cpu"), load_feature_extractor(96, 1.0, "cpu", "tissue")
+    bright = _images(2, size=96, seed=4) * 0.3 + 0.3                  # every pixel well above the threshold
+    black = torch.full((1, 3, 96, 96), -1.0)
+    with torch.no_grad():
+        assert torch.allclose(tissue.style_features(bright), whole.style_features(bright), atol=1e-5)
+        assert not torch.allclose(tissue.style_features(_bordered(-1.0)), whole.style_features(_bordered(-1.0)),
+                                  atol=1e-3)
+        # No tissue at all: uniform weights, so the statistics stay finite and equal the plain ones.
+        assert torch.allclose(tissue.style_features(black), whole.style_features(black), atol=1e-5)
+    image = _bordered(-1.0).requires_grad_(True)
+    tissue(image).sum().backward()
+    assert torch.isfinite(image.grad).all() and image.grad[..., 30:66, :].abs().sum() > 0
+    with pytest.raises(ValueError, match="style_region"):
+        FeatureExtractor(96, 1.0, "lesion")

@@ -544,7 +544,8 @@ def _run_benchmark(data: BenchData, out_dir: Path, preset_name: str, device: tor
         generator_metrics: dict[str, Any] = {}
         align_summaries: dict[str, Any] = {}
         examples: dict[str, dict[str, torch.Tensor]] = {}
-        extractor = load_feature_extractor(config.align.feature_size_px, config.align.style_weight, device)
+        extractor = load_feature_extractor(config.align.feature_size_px, config.align.style_weight, device,
+                                           config.align.style_region)
         metric_masks = source.masks[torch.arange(min(bench.generator_metric_masks, count)) % len(source)]
         stage1_metrics, test_features = None, None
 

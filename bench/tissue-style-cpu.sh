@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Colour statistics over tissue only: version 1's reward weight on the early-layer "style" statistics (4), with the
+# statistics computed where the frame shows tissue (align.style_region=tissue, AlignFlowLib/reward/features.py).
+# Registered on 2026-11-27 (session 30) before any of its numbers were seen.
+#
+# Why. The positive control (bench/shifted-target-cpu.sh) showed that version 2's reward (deep features only) does not
+# carry a colour shift even where colour is the whole gap, while version 1's style statistics do (AlignFlow +20.6 and
+# +25.6 over stage-1 synthetic there). Version 1 was dropped because those statistics cost 3.5-5 points on the real
+# pairs. They are means and stds over the whole frame, and on 96 px polyp frames 22-25 % of the pixels are letterbox
+# and more are the endoscope's black border (CVC's is wide): a reward on them can be lowered by how much black a
+# frame shows and where, which the issue names. Over tissue only, they should carry the colour and not the framing.
+#
+# Steps (stage 1 and the judge reused; K = 10 and K = 5, three reference seeds x three segmenter seeds; methods
+# source_only, stage1_synthetic, alignflow; then bench/pair_statistics.py and bench/compare_runs.py):
+#   1. Kvasir-SEG -> CVC-ClinicDB, stage 1 of bench/results/cpu-96px-v2 -> bench/results/cpu-ablation-tissue-style-4.
+#   2. The positive control (shifted CVC frames), same stage 1 -> bench/results/cpu-control-shifted-target-tissue-
+#      style-4; compared with the control's step 2 (style weight 4 over all pixels: the same run but the region).
+#   3. CVC-ClinicDB -> Kvasir-SEG (bench pairs, folders of bench/reverse-pair-cpu.sh), stage 1 of
+#      bench/results/cpu-pairs-cvc-to-kvasir-v2 -> bench/results/cpu-pairs-cvc-to-kvasir-v2-tissue-style-4.
+#
+# Registered expectations (mean RGB from bench/pair_statistics.py; no target test image is read for them):
+#   - Mechanism: on all three, the aligned pairs' mean colour is nearer the references' than stage 1's (Euclidean
+#     distance of the mean RGB) on at least four of the six sets; on the control they are green first (mean G above
+#     mean R) on at least four of six, as with style over all pixels.
+#   - Control: AlignFlow within ±5 of step 2's AlignFlow (style 4, all pixels) at K = 10 and K = 5; source-only and
+#     stage-1 synthetic equal to the control's.
+#   - Real pairs: AlignFlow − stage-1 synthetic within ±3 and AlignFlow − source-only below +3 at both K (no earlier
+#     change moved a real pair more); AlignFlow minus version 2's AlignFlow (same stage 1) within ±3.
+#   - Rule: tissue-only style statistics become a candidate for a protocol version 3 only if, on Kvasir -> CVC,
+#     AlignFlow − source-only (its best non-generative method) is >= +3 with the interval's lower end above 0 at both
+#     K = 5 and K = 10, and they must then hold on CVC -> Kvasir. Otherwise they stay an ablation, reported beside the
+#     others, whatever the control shows.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+sets=K10_seed0,K10_seed1,K10_seed2,K5_seed0,K5_seed1,K5_seed2
+style=(--set align.style_weight=4 --set align.style_region=tissue --methods source_only,stage1_synthetic,alignflow)
+resume() { [ -f "$1/run/config.json" ] && echo --resume || true; }  # continue a cut-off run
+statistics() {
+  local statistics=bench/results/pair-statistics-$(basename "$1").json
+  [ -f "$statistics" ] || "$PY" bench/pair_statistics.py "$1" --out "$statistics"
+}
+compare() {
+  local name=$1; shift
+  for k in 10 5; do
+    [ -f "bench/results/$name-K$k.json" ] || "$PY" bench/compare_runs.py "$@" \
+      --sets "K${k}_seed0,K${k}_seed1,K${k}_seed2" --out "bench/results/$name-K$k.json"
+  done
+}
+
+# 1. Kvasir-SEG -> CVC-ClinicDB
+base=bench/results/cpu-96px-v2
+forward=bench/results/cpu-ablation-tissue-style-4
+[ -f "$forward/results.json" ] || "$PY" -m AlignFlowLib.cli bench polyp --data "${DATA:-../shared/data/polyp}" \
+  --preset cpu --device cpu --out "$forward" $(resume "$forward") --reuse-stage1 "$base" --references "$sets" \
+  --progress jsonl "${style[@]}"
+statistics "$forward"
+compare tissue-style-4-vs-cpu-96px-v2 "$forward:alignflow" "$base:alignflow"
+
+# 2. The positive control
+shifted=bench/results/shifted-data-polyp
+[ -f "$shifted/shift.json" ] || "$PY" bench/shifted_target.py --data "${DATA:-../shared/data/polyp}" --out "$shifted"
+control=bench/results/cpu-control-shifted-target
+all_pixels=bench/results/cpu-control-shifted-target-style-weight-4
+tissue=bench/results/cpu-control-shifted-target-tissue-style-4
+[ -f "$tissue/results.json" ] || "$PY" -m AlignFlowLib.cli bench polyp --data "$shifted" --preset cpu --device cpu \
+  --out "$tissue" $(resume "$tissue") --reuse-stage1 "$base" --references "$sets" --progress jsonl "${style[@]}"
+statistics "$tissue"
+compare shifted-target-tissue-style-4-vs-style-weight-4 "$tissue:alignflow" "$all_pixels:alignflow" \
+  "$tissue:source_only" "$control:source_only" "$tissue:stage1_synthetic" "$control:stage1_synthetic"
+
+# 3. CVC-ClinicDB -> Kvasir-SEG
+folders=bench/results/pairs-data-cvc-to-kvasir
+[ -d "$folders/test" ] || { echo "run bench/reverse-pair-cpu.sh first: it writes $folders" >&2; exit 2; }
+v2=bench/results/cpu-pairs-cvc-to-kvasir-v2
+reverse=bench/results/cpu-pairs-cvc-to-kvasir-v2-tissue-style-4
+[ -f "$reverse/results.json" ] || "$PY" -m AlignFlowLib.cli bench pairs --source "$folders/source" \
+  --source-val "$folders/source_val" --pool "$folders/pool" --test "$folders/test" --preset cpu --device cpu \
+  --out "$reverse" $(resume "$reverse") --reuse-stage1 "$v2" --references "$sets" --progress jsonl "${style[@]}"
+statistics "$reverse"
+compare pairs-cvc-to-kvasir-tissue-style-4-vs-v2 "$reverse:alignflow" "$v2:alignflow"
