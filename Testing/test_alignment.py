@@ -188,3 +188,7 @@ def test_style_over_tissue_changes_the_reward_and_is_not_resumed_over_all_pixels
     assert run("tissue", "tissue")[0] != pytest.approx(run("all", "all")[0], rel=1e-3)
     with pytest.raises(RunFolderError, match="style_region=tissue"):
         run("tissue", "all", resume=True)
+    with pytest.raises(RunFolderError, match="style_weight=4.0"):
+        align_generator(stage1["model"], source.images, source.masks, references,
+                        replace(config, style_region="tissue", style_weight=0.0), DEVICE,
+                        stage1["root"] / "style-tissue.pt", resume=True)

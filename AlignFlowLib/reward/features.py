@@ -8,12 +8,13 @@ statistics for style). Alignment weights the style part 0 by default (`AlignConf
 version 2); the metrics use the same extractor as the reward.
 
 `style_region="tissue"` computes those statistics over tissue only. A pixel is tissue when its brightest channel is at
-least 10 % of full scale (decided on the image as fed, not differentiated); a feature-map cell counts, weighted by
-its share of the input, only where its whole receptive field is tissue (3 px for the stem's map, 19 px for block 2's),
-since a cell beside the border has already mixed the border in. Letterbox padding and an endoscope's black border then
-neither set the target's colour statistics nor let the generator match them by painting its borders. On 20
-Kvasir-SEG source frames at 96 px, 21.6 % of the pixels are letterbox and 2.8 % more are darker than the threshold;
-the stem's statistics rest on 72 % of the frame, block 2's on 48 %.
+least 10 % of full scale (decided on the image as fed, not differentiated); a feature-map cell counts only where its
+whole receptive field is tissue (3 px for the stem's map, 19 px for block 2's; traced through the network's own
+kernels, strides and padding), since a cell beside the border has already mixed the border in. Letterbox padding and
+an endoscope's black border then neither set the target's colour statistics nor let the generator match them by
+painting its borders. Every cell also keeps a floor weight of 1e-3, so a frame with no clean cell falls back to
+plain statistics continuously. On 20 Kvasir-SEG source frames at 96 px, 21.6 % of the pixels are letterbox and 2.8 %
+more are darker than the threshold; the stem's statistics rest on 72 % of the frame, block 2's on 48 %.
 
 Input normalisation: the Lite variants were trained by the official TensorFlow code (tensorflow/tpu
 models/official/efficientnet/lite, `efficientnet_lite_builder.py`: MEAN_RGB = 127, STDDEV_RGB = 128 on 0–255 pixels),
@@ -44,7 +45,7 @@ STYLE_BLOCK_INDEX = 2           # output of block 2 (end of the second block gro
 SELECTION_BLOCK_INDEX = 10      # output of block 10 (end of the fifth block group, 112 ch, stride 16)
 STYLE_REGIONS = ("all", "tissue")
 TISSUE_THRESHOLD = 0.1          # brightest channel, as a share of full scale, below which a pixel is not tissue
-STYLE_RECEPTIVE_FIELDS = (3, 19)  # input pixels seen by one cell of each early map (stem 3x3/2; block 2 after 3 dw 3x3)
+TISSUE_FLOOR = 1e-3             # weight of a cell that sees non-tissue, relative to a clean cell's 1
 
 
 class FeatureExtractor(torch.nn.Module):
@@ -105,8 +106,7 @@ class FeatureExtractor(torch.nn.Module):
 
     @staticmethod
     def _statistics(maps: list[torch.Tensor], weights: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Per-channel mean and std of each map; with `weights` (one (B, 1, h, w) ≥ 0 per map), weighted (uniformly
-        for an image whose weights are all 0, so every image keeps finite statistics)."""
+        """Per-channel mean and std of each map; with `weights` (one (B, 1, h, w) > 0 per map), weighted."""
         stats = []
         for index, feature_map in enumerate(maps):
             flat = feature_map.flatten(2)                                   # (B, C, HW)
@@ -114,23 +114,34 @@ class FeatureExtractor(torch.nn.Module):
                 stats += [flat.mean(-1), (flat.var(-1, unbiased=False) + 1e-6).sqrt()]
                 continue
             weight = weights[index].flatten(2)                              # (B, 1, HW)
-            weight = torch.where(weight.sum(-1, keepdim=True) > 0, weight, torch.ones_like(weight))
             weight = weight / weight.sum(-1, keepdim=True)
             mean = (flat * weight).sum(-1)                                  # (B, C)
             var = ((flat - mean[..., None]).square() * weight).sum(-1)
             stats += [mean, (var + 1e-6).sqrt()]
         return torch.cat(stats, dim=1)
 
+    def _tissue_weights(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Per early map (B, 1, h, w): 1 where the cell's receptive field is all tissue, TISSUE_FLOOR elsewhere.
+        Non-tissue is spread with max-pools that copy the stem's and blocks 0-2's spatial layers (their 1x1
+        convolutions do not widen the field); their zero padding, the image's edge, does not count as non-tissue."""
+        net = self.net
+        seen = ((images.amax(1, keepdim=True) + 1) / 2 < TISSUE_THRESHOLD).float()     # (B, 1, H, W)
+        weights = []
+        layers = [net._conv_stem] + [net._blocks[index]._depthwise_conv for index in range(STYLE_BLOCK_INDEX + 1)]
+        for index, layer in enumerate(layers):
+            seen = F.max_pool2d(layer.static_padding(seen), layer.kernel_size, layer.stride)
+            if index in (0, len(layers) - 1):                               # the stem's map, block 2's map
+                weights.append((1 - seen).clamp_min(TISSUE_FLOOR))
+        return weights
+
     def _style(self, images: torch.Tensor, early: list[torch.Tensor]) -> torch.Tensor:
         """Style statistics of prepared images' early maps, over the region `style_region` names."""
         if self.style_region == "all":
             return self._statistics(early)
         with torch.no_grad():
-            outside = ((images.amax(1, keepdim=True) + 1) / 2 < TISSUE_THRESHOLD).float()   # (B, 1, H, W)
-            weights = []
-            for feature_map, field in zip(early, STYLE_RECEPTIVE_FIELDS):
-                touched = F.max_pool2d(outside, field, stride=1, padding=field // 2)       # border in the field
-                weights.append(F.adaptive_avg_pool2d(1 - touched, feature_map.shape[-2:]))
+            weights = self._tissue_weights(images)
+        if [w.shape[-2:] for w in weights] != [m.shape[-2:] for m in early]:
+            raise RuntimeError("tissue weights do not match the early feature maps; has the network changed?")
         return self._statistics(early, weights)
 
     def deep_features(self, images: torch.Tensor) -> torch.Tensor:

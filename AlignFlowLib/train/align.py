@@ -181,8 +181,9 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
     # Resume.
     if resume and Path(checkpoint_path).is_file():
         state = load_checkpoint(checkpoint_path)
-        # Another criterion puts its best metric and step on another scale; other views, another objective.
-        for name, default in (("selection", "holdout"), ("reward_views", False), ("style_region", "all")):
+        # Another criterion puts its best metric and step on another scale; other views or style, another objective.
+        for name, default in (("selection", "holdout"), ("reward_views", False), ("style_region", "all"),
+                              ("style_weight", config.style_weight)):
             stored, wanted = state["config"].get(name, default), getattr(config, name)
             if stored != wanted:
                 raise RunFolderError(f"{checkpoint_path}: alignment was started with {name}={stored}, "
