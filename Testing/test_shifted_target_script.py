@@ -55,3 +55,10 @@ def test_the_copy_shifts_only_the_target_frames(tmp_path, monkeypatch):
     assert (source == (180, 90, 60)).all()                                    # the source is the original
     assert (out / "cvc_clinicdb" / "masks").is_symlink() and (out / "cvc_clinicdb" / "sequences.json").is_file()
     assert json.loads((out / "shift.json").read_text())["hue_degrees"] == 90.0
+    # Asked again: the finished copy is kept as it is; with another shift it is refused, not half rewritten.
+    (out / "cvc_clinicdb" / "images" / "1.png").write_bytes(b"kept")
+    assert shifted.main() == 0
+    assert (out / "cvc_clinicdb" / "images" / "1.png").read_bytes() == b"kept"
+    monkeypatch.setattr("sys.argv", ["shifted_target.py", "--data", str(data), "--out", str(out), "--gamma", "0.8"])
+    assert shifted.main() == 2
+    assert (out / "cvc_clinicdb" / "images" / "1.png").read_bytes() == b"kept"

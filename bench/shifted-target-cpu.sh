@@ -76,7 +76,7 @@ data=bench/results/shifted-data-polyp
 base=bench/results/cpu-96px-v2
 control=bench/results/cpu-control-shifted-target
 sets=K10_seed0,K10_seed1,K10_seed2,K5_seed0,K5_seed1,K5_seed2
-[ -f "$data/shift.json" ] || "$PY" bench/shifted_target.py --data "${DATA:-../shared/data/polyp}" --out "$data"
+"$PY" bench/shifted_target.py --data "${DATA:-../shared/data/polyp}" --out "$data"  # made once; refused if its shift differs
 
 # run OUT [bench arguments...]: the protocol on the shifted copy, stage 1 and the judge reused, then its pair
 # statistics (bench/results/pair-statistics-<OUT's name>.json).

@@ -13,6 +13,9 @@ The shift imitates another centre's camera, in three parts fixed before any resu
      the half-diagonal.
 
     python bench/shifted_target.py --data ../shared/data/polyp --out bench/results/shifted-data-polyp
+
+A finished copy (its shift.json written last) is reused when asked for again with the same settings and refused,
+exit 2, with others, so the runs that read it always read the shift they were registered with.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import argparse
 import json
 import math
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +68,18 @@ def main() -> int:
     args = parser.parse_args()
     splits = json.loads((args.data / "splits.json").read_text())
     source, target = splits["source"]["dataset"], splits["target"]["dataset"]
+    frames = sorted(p for p in (args.data / target / "images").iterdir() if p.is_file())
+    settings = {"hue_degrees": args.hue_degrees, "gamma": args.gamma, "vignette": args.vignette,
+                "frames": len(frames), "from": str(args.data.resolve())}
+    record = args.out / "shift.json"
+    if record.is_file():  # a finished copy: reused as it is, or refused if it was made with other settings
+        written = json.loads(record.read_text())
+        if written != settings:
+            print(f"error: {record}: the copy was made with {written}, not {settings}; choose another --out",
+                  file=sys.stderr)
+            return 2
+        print(f"{args.out} already holds this shift: {settings}")
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     _link(args.data / "splits.json", args.out / "splits.json")
     _link(args.data / source, args.out / source)
@@ -72,15 +88,12 @@ def main() -> int:
     _link(args.data / target / "masks", shifted / "masks")
     if (args.data / target / "sequences.json").is_file():
         _link(args.data / target / "sequences.json", shifted / "sequences.json")
-    frames = sorted(p for p in (args.data / target / "images").iterdir() if p.is_file())
     for path in frames:
         with Image.open(path) as image:
             rgb = np.asarray(image.convert("RGB"))
         out = shift_image(rgb, args.hue_degrees, args.gamma, args.vignette)
         Image.fromarray(out).save(shifted / "images" / f"{path.stem}.png")
-    settings = {"hue_degrees": args.hue_degrees, "gamma": args.gamma, "vignette": args.vignette,
-                "frames": len(frames), "from": str(args.data.resolve())}
-    (args.out / "shift.json").write_text(json.dumps(settings, indent=2) + "\n")
+    record.write_text(json.dumps(settings, indent=2) + "\n")              # last: marks the copy finished
     print(f"shifted {len(frames)} {target} frames into {shifted}: {settings}")
     return 0
 
