@@ -107,6 +107,11 @@ def test_colour_mean_keeps_the_channels_apart():
     red = torch.stack([torch.full((8, 8), 1.0), torch.full((8, 8), 0.0), torch.full((8, 8), -1.0)])
     assert statistics.colour_mean(torch.stack([red, red.flip(0)])) == pytest.approx([0.5, 0.5, 0.5])
     assert statistics.colour_mean(red[None]) == pytest.approx([1.0, 0.5, 0.0])
+    # Over tissue only, black bars (letterbox) and a near-black border leave the colour as it is.
+    framed = red.clone()[None].repeat(1, 1, 2, 1)                             # 16 x 8: top half red
+    framed[..., 8:12, :], framed[..., 12:, :] = -1.0, -0.9                   # letterbox, then 5 % grey border
+    assert statistics.tissue_colour_mean(framed) == pytest.approx([1.0, 0.5, 0.0])
+    assert statistics.colour_mean(framed)[0] == pytest.approx(0.5 + 0.25 * 0.05, abs=1e-4)
 
 
 def test_table_prints_a_missing_value_as_nan(capsys):

@@ -36,6 +36,7 @@ from AlignFlowLib.baselines.histogram import match_histograms  # noqa: E402
 from AlignFlowLib.bench.protocol import bench_config  # noqa: E402
 from AlignFlowLib.data.folders import load_pairs, load_references  # noqa: E402
 from AlignFlowLib.reward.mmd import mmd2_unbiased  # noqa: E402
+from AlignFlowLib.reward.features import TISSUE_THRESHOLD  # noqa: E402
 from AlignFlowLib.reward.patch_swd import patch_swd, pyramid_levels  # noqa: E402
 from AlignFlowLib.segmenter.export import ExportedSegmenter  # noqa: E402
 from AlignFlowLib.segmenter.metrics import mask_dice  # noqa: E402
@@ -47,6 +48,15 @@ from pair_diagnostics import aligned_pair_folders, deep_features  # noqa: E402
 def colour_mean(images: torch.Tensor) -> list[float]:
     """Mean of each channel on the [0, 1] scale (R, G, B): a hue that brightness alone would not show."""
     return [round(float(v), 4) for v in ((images.float() + 1) / 2).mean(dim=(0, 2, 3))]
+
+
+def tissue_colour_mean(images: torch.Tensor) -> list[float]:
+    """Mean of each channel over tissue pixels only (brightest channel at least TISSUE_THRESHOLD of full scale, the
+    reward's `style_region=tissue` rule): the colour without letterbox bars and black endoscope borders, whose share
+    differs between datasets and would otherwise dominate a comparison of mean colours."""
+    pixels = (images.float() + 1) / 2                                            # (N, C, H, W)
+    tissue = (pixels.amax(1, keepdim=True) >= TISSUE_THRESHOLD).float()
+    return [round(float(v), 4) for v in (pixels * tissue).sum(dim=(0, 2, 3)) / tissue.sum().clamp_min(1)]
 
 
 def feature_spread(features: torch.Tensor) -> float:
@@ -109,7 +119,8 @@ def main() -> int:
                         restyled[set_name] = distances_to_references(
                             styled, deep_features(styled, feature_size_px), *reference_views_of[set_name])
             rows[name] = {"count": len(pairs), **image_statistics(pairs.images, pairs.masks),
-                          "colour_mean": colour_mean(pairs.images), "mask_area": float(pairs.masks.float().mean()),
+                          "colour_mean": colour_mean(pairs.images),
+                          "tissue_colour_mean": tissue_colour_mean(pairs.images), "mask_area": float(pairs.masks.float().mean()),
                           "feature_spread": feature_spread(features)}
             if source_mean is not None:
                 rows[name]["feature_shift_from_source"] = float((features.mean(0) - source_mean).norm())
@@ -126,6 +137,7 @@ def main() -> int:
         references[set_name] = {"count": len(images),
                                 "brightness_mean": float(((images.float() + 1) / 2).mean()),
                                 "colour_mean": colour_mean(images),
+                                "tissue_colour_mean": tissue_colour_mean(images),
                                 "feature_spread": feature_spread(deep_features(images, feature_size_px))}
     columns = [("count", "count", "d")] + COLUMNS + [("mask_area", "mask_area", ".3f"),
                                                     ("feature_spread", "feat_spread", ".2f"),
@@ -139,7 +151,7 @@ def main() -> int:
         print(f"references {name}: {row['count']} images, brightness {row['brightness_mean']:.3f}, "
               f"colour {row['colour_mean']}, feature spread {row['feature_spread']:.2f}")
     for name, row in rows.items():
-        print(f"{name}: colour {row['colour_mean']}")
+        print(f"{name}: colour {row['colour_mean']}, over tissue {row['tissue_colour_mean']}")
     print_distances(distances)
     if args.out:
         args.out.write_text(json.dumps({"run": str(args.run), "pairs": rows, "references": references,
