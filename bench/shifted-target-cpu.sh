@@ -77,6 +77,7 @@ base=bench/results/cpu-96px-v2
 control=bench/results/cpu-control-shifted-target
 sets=K10_seed0,K10_seed1,K10_seed2,K5_seed0,K5_seed1,K5_seed2
 "$PY" bench/shifted_target.py --data "${DATA:-../shared/data/polyp}" --out "$data"  # made once; refused if its shift differs
+source bench/steps.sh
 
 # run OUT [bench arguments...]: the protocol on the shifted copy, stage 1 and the judge reused, then its pair
 # statistics (bench/results/pair-statistics-<OUT's name>.json).
@@ -87,19 +88,9 @@ run() {
     "$PY" -m AlignFlowLib.cli bench polyp --data "$data" --preset cpu --device cpu --out "$out" \
         --reuse-stage1 "$base" --references "$sets" --progress jsonl ${resume[@]+"${resume[@]}"} "$@"
   fi
-  local statistics=bench/results/pair-statistics-$(basename "$out").json
-  [ -f "$statistics" ] || "$PY" bench/pair_statistics.py "$out" --out "$statistics"
-}
-# compare NAME RUN_A:METHOD RUN_B:METHOD ...: paired differences per K -> bench/results/NAME-K{10,5}.json
-compare() {
-  local name=$1; shift
-  for k in 10 5; do
-    [ -f "bench/results/$name-K$k.json" ] || "$PY" bench/compare_runs.py "$@" \
-      --sets "K${k}_seed0,K${k}_seed1,K${k}_seed2" --out "bench/results/$name-K$k.json"
-  done
+  pair_statistics "$out"
 }
 
-# Step 1: the control, every protocol method, against the unshifted run.
 run "$control"
 compare shifted-target-vs-cpu-96px-v2 "$control:source_only" "$base:source_only" \
   "$control:stage1_synthetic" "$base:stage1_synthetic" "$control:alignflow" "$base:alignflow" \
