@@ -112,6 +112,7 @@ def test_colour_mean_keeps_the_channels_apart():
     framed[..., 8:12, :], framed[..., 12:, :] = -1.0, -0.9                   # letterbox, then 5 % grey border
     assert statistics.tissue_colour_mean(framed) == pytest.approx([1.0, 0.5, 0.0])
     assert statistics.colour_mean(framed)[0] == pytest.approx(0.5 + 0.25 * 0.05, abs=1e-4)
+    assert statistics.dark_share(framed) == pytest.approx(0.5)
 
 
 def test_table_prints_a_missing_value_as_nan(capsys):

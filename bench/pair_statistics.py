@@ -59,6 +59,12 @@ def tissue_colour_mean(images: torch.Tensor) -> list[float]:
     return [round(float(v), 4) for v in (pixels * tissue).sum(dim=(0, 2, 3)) / tissue.sum().clamp_min(1)]
 
 
+def dark_share(images: torch.Tensor) -> float:
+    """Share of pixels that are not tissue (letterbox bars, black endoscope border, dark lumen): how much of the
+    frame is dark, which an all-pixel colour statistic can change without changing the tissue's colour."""
+    return round(float((((images.float() + 1) / 2).amax(1) < TISSUE_THRESHOLD).float().mean()), 4)
+
+
 def feature_spread(features: torch.Tensor) -> float:
     """RMS distance of the rows to their mean."""
     return float((features - features.mean(0)).pow(2).sum(1).mean().sqrt())
@@ -120,7 +126,8 @@ def main() -> int:
                             styled, deep_features(styled, feature_size_px), *reference_views_of[set_name])
             rows[name] = {"count": len(pairs), **image_statistics(pairs.images, pairs.masks),
                           "colour_mean": colour_mean(pairs.images),
-                          "tissue_colour_mean": tissue_colour_mean(pairs.images), "mask_area": float(pairs.masks.float().mean()),
+                          "tissue_colour_mean": tissue_colour_mean(pairs.images),
+                          "dark_share": dark_share(pairs.images), "mask_area": float(pairs.masks.float().mean()),
                           "feature_spread": feature_spread(features)}
             if source_mean is not None:
                 rows[name]["feature_shift_from_source"] = float((features.mean(0) - source_mean).norm())
@@ -138,6 +145,7 @@ def main() -> int:
                                 "brightness_mean": float(((images.float() + 1) / 2).mean()),
                                 "colour_mean": colour_mean(images),
                                 "tissue_colour_mean": tissue_colour_mean(images),
+                                "dark_share": dark_share(images),
                                 "feature_spread": feature_spread(deep_features(images, feature_size_px))}
     columns = [("count", "count", "d")] + COLUMNS + [("mask_area", "mask_area", ".3f"),
                                                     ("feature_spread", "feat_spread", ".2f"),
@@ -151,7 +159,8 @@ def main() -> int:
         print(f"references {name}: {row['count']} images, brightness {row['brightness_mean']:.3f}, "
               f"colour {row['colour_mean']}, feature spread {row['feature_spread']:.2f}")
     for name, row in rows.items():
-        print(f"{name}: colour {row['colour_mean']}, over tissue {row['tissue_colour_mean']}")
+        print(f"{name}: colour {row['colour_mean']}, over tissue {row['tissue_colour_mean']}, "
+              f"dark share {row['dark_share']}")
     print_distances(distances)
     if args.out:
         args.out.write_text(json.dumps({"run": str(args.run), "pairs": rows, "references": references,

@@ -40,23 +40,24 @@
 # step 1's source-only segmenters, when a review found the cell mask 0.5-1.5 px off the network's receptive fields (a
 # cell with 1-3 border pixels in its field kept part of its weight). The mask is now traced through the network's own
 # padding and strides, every cell keeps a 1e-3 floor weight, and step 4 was added.)
+# Results (2026-11-27, 2-core CPU; mDice in points, K = 10 then K = 5, paired 95 % intervals):
+#   1. (1177 s) AlignFlow 38.1, 36.7; − stage-1 +2.3 [−2.1, +7.4], +0.9 [−5.6, +6.4]; − source-only −2.3, −3.7;
+#      +1.1, +0.3 against version 2's; colour nearer on 4/6 sets. All expectations held; the rule did not fire.
+#   2. (1155 s) green first and nearer the references' colour on 6/6 (held); AlignFlow 25.2, 33.1: +4.5, +7.4 against
+#      the all-pixel run (±5 missed at K = 5); − stage-1 +25.1, +33.0 (intervals above 0); − source-only −0.5, +7.4
+#      [−3.7, +19.2]; source-only and stage-1 equal the control's (held).
+#   3. (1200 s) AlignFlow 32.0, 28.3; − stage-1 −1.8 [−4.2, −0.1], −5.5 [−16.0, +0.3] (±3 missed at K = 5);
+#      − source-only −6.3, −10.0; +0.2, −2.5 against version 2's; colour nearer on 2/6 (missed), over tissue on 0/6.
+#   4. (1332 s) AlignFlow 28.4, 28.7; − stage-1 −5.4 [−10.2, −1.6], −5.1 [−9.2, −1.6]; step 3 minus step 4 +3.6
+#      [+0.2, +7.0], −0.4 [−10.4, +4.7] (±3 missed at K = 10); all-pixel colour nearer than step 3's on 6/6 (missed),
+#      tissue colour nearer on 0/6.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 sets=K10_seed0,K10_seed1,K10_seed2,K5_seed0,K5_seed1,K5_seed2
 style=(--set align.style_weight=4 --set align.style_region=tissue --methods source_only,stage1_synthetic,alignflow)
 resume() { [ -f "$1/run/config.json" ] && echo --resume || true; }  # continue a cut-off run
-statistics() {
-  local statistics=bench/results/pair-statistics-$(basename "$1").json
-  [ -f "$statistics" ] || "$PY" bench/pair_statistics.py "$1" --out "$statistics"
-}
-compare() {
-  local name=$1; shift
-  for k in 10 5; do
-    [ -f "bench/results/$name-K$k.json" ] || "$PY" bench/compare_runs.py "$@" \
-      --sets "K${k}_seed0,K${k}_seed1,K${k}_seed2" --out "bench/results/$name-K$k.json"
-  done
-}
+source bench/steps.sh
 
 # 1. Kvasir-SEG -> CVC-ClinicDB
 base=bench/results/cpu-96px-v2
@@ -64,18 +65,18 @@ forward=bench/results/cpu-ablation-tissue-style-4
 [ -f "$forward/results.json" ] || "$PY" -m AlignFlowLib.cli bench polyp --data "${DATA:-../shared/data/polyp}" \
   --preset cpu --device cpu --out "$forward" $(resume "$forward") --reuse-stage1 "$base" --references "$sets" \
   --progress jsonl "${style[@]}"
-statistics "$forward"
+pair_statistics "$forward"
 compare tissue-style-4-vs-cpu-96px-v2 "$forward:alignflow" "$base:alignflow"
 
 # 2. The positive control
 shifted=bench/results/shifted-data-polyp
-[ -f "$shifted/shift.json" ] || "$PY" bench/shifted_target.py --data "${DATA:-../shared/data/polyp}" --out "$shifted"
+"$PY" bench/shifted_target.py --data "${DATA:-../shared/data/polyp}" --out "$shifted"  # made once; refused if it differs
 control=bench/results/cpu-control-shifted-target
 all_pixels=bench/results/cpu-control-shifted-target-style-weight-4
 tissue=bench/results/cpu-control-shifted-target-tissue-style-4
 [ -f "$tissue/results.json" ] || "$PY" -m AlignFlowLib.cli bench polyp --data "$shifted" --preset cpu --device cpu \
   --out "$tissue" $(resume "$tissue") --reuse-stage1 "$base" --references "$sets" --progress jsonl "${style[@]}"
-statistics "$tissue"
+pair_statistics "$tissue"
 compare shifted-target-tissue-style-4-vs-style-weight-4 "$tissue:alignflow" "$all_pixels:alignflow" \
   "$tissue:source_only" "$control:source_only" "$tissue:stage1_synthetic" "$control:stage1_synthetic"
 
@@ -87,7 +88,7 @@ reverse=bench/results/cpu-pairs-cvc-to-kvasir-v2-tissue-style-4
 [ -f "$reverse/results.json" ] || "$PY" -m AlignFlowLib.cli bench pairs --source "$folders/source" \
   --source-val "$folders/source_val" --pool "$folders/pool" --test "$folders/test" --preset cpu --device cpu \
   --out "$reverse" $(resume "$reverse") --reuse-stage1 "$v2" --references "$sets" --progress jsonl "${style[@]}"
-statistics "$reverse"
+pair_statistics "$reverse"
 compare pairs-cvc-to-kvasir-tissue-style-4-vs-v2 "$reverse:alignflow" "$v2:alignflow"
 
 # 4. CVC-ClinicDB -> Kvasir-SEG, style statistics over all pixels
@@ -96,5 +97,5 @@ all_reverse=bench/results/cpu-pairs-cvc-to-kvasir-v2-style-weight-4
   --source-val "$folders/source_val" --pool "$folders/pool" --test "$folders/test" --preset cpu --device cpu \
   --out "$all_reverse" $(resume "$all_reverse") --reuse-stage1 "$v2" --references "$sets" --progress jsonl \
   --set align.style_weight=4 --methods source_only,stage1_synthetic,alignflow
-statistics "$all_reverse"
+pair_statistics "$all_reverse"
 compare pairs-cvc-to-kvasir-tissue-vs-all-pixel-style-4 "$reverse:alignflow" "$all_reverse:alignflow"
