@@ -36,7 +36,7 @@ from AlignFlowLib.baselines.histogram import match_histograms  # noqa: E402
 from AlignFlowLib.bench.protocol import bench_config  # noqa: E402
 from AlignFlowLib.data.folders import load_pairs, load_references  # noqa: E402
 from AlignFlowLib.reward.mmd import mmd2_unbiased  # noqa: E402
-from AlignFlowLib.reward.features import TISSUE_THRESHOLD  # noqa: E402
+from AlignFlowLib.reward.features import dark_pixels  # noqa: E402
 from AlignFlowLib.reward.patch_swd import patch_swd, pyramid_levels  # noqa: E402
 from AlignFlowLib.segmenter.export import ExportedSegmenter  # noqa: E402
 from AlignFlowLib.segmenter.metrics import mask_dice  # noqa: E402
@@ -51,18 +51,18 @@ def colour_mean(images: torch.Tensor) -> list[float]:
 
 
 def tissue_colour_mean(images: torch.Tensor) -> list[float]:
-    """Mean of each channel over tissue pixels only (brightest channel at least TISSUE_THRESHOLD of full scale, the
-    reward's `style_region=tissue` rule): the colour without letterbox bars and black endoscope borders, whose share
-    differs between datasets and would otherwise dominate a comparison of mean colours."""
+    """Mean of each channel over tissue pixels only (the reward's `style_region=tissue` rule, `dark_pixels`): the
+    colour without letterbox bars and black endoscope borders, whose share differs between datasets and would
+    otherwise dominate a comparison of mean colours."""
     pixels = (images.float() + 1) / 2                                            # (N, C, H, W)
-    tissue = (pixels.amax(1, keepdim=True) >= TISSUE_THRESHOLD).float()
+    tissue = (~dark_pixels(images.float())).float()                              # (N, 1, H, W)
     return [round(float(v), 4) for v in (pixels * tissue).sum(dim=(0, 2, 3)) / tissue.sum().clamp_min(1)]
 
 
 def dark_share(images: torch.Tensor) -> float:
     """Share of pixels that are not tissue (letterbox bars, black endoscope border, dark lumen): how much of the
     frame is dark, which an all-pixel colour statistic can change without changing the tissue's colour."""
-    return round(float((((images.float() + 1) / 2).amax(1) < TISSUE_THRESHOLD).float().mean()), 4)
+    return round(float(dark_pixels(images.float()).float().mean()), 4)
 
 
 def feature_spread(features: torch.Tensor) -> float:

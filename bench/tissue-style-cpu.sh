@@ -55,16 +55,30 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 sets=K10_seed0,K10_seed1,K10_seed2,K5_seed0,K5_seed1,K5_seed2
+base=bench/results/cpu-96px-v2               # stage 1 and judge of Kvasir-SEG -> CVC-ClinicDB (and the control)
+v2=bench/results/cpu-pairs-cvc-to-kvasir-v2  # stage 1 and judge of CVC-ClinicDB -> Kvasir-SEG
 style=(--set align.style_weight=4 --set align.style_region=tissue --methods source_only,stage1_synthetic,alignflow)
 resume() { [ -f "$1/run/config.json" ] && echo --resume || true; }  # continue a cut-off run
 source bench/steps.sh
+# polyp DATA OUT [bench arguments...]: the polyp layout at DATA, stage 1 and the judge of $base reused.
+polyp() {
+  local data=$1 out=$2; shift 2
+  [ -f "$out/results.json" ] || "$PY" -m AlignFlowLib.cli bench polyp --data "$data" --preset cpu --device cpu \
+    --out "$out" $(resume "$out") --reuse-stage1 "$base" --references "$sets" --progress jsonl "$@"
+}
+# reverse_pair OUT [bench arguments...]: CVC-ClinicDB -> Kvasir-SEG folders, stage 1 and the judge of $v2 reused.
+reverse_pair() {
+  local out=$1 folders=bench/results/pairs-data-cvc-to-kvasir; shift
+  [ -d "$folders/test" ] || { echo "run bench/reverse-pair-cpu.sh first: it writes $folders" >&2; exit 2; }
+  [ -f "$out/results.json" ] || "$PY" -m AlignFlowLib.cli bench pairs --source "$folders/source" \
+    --source-val "$folders/source_val" --pool "$folders/pool" --test "$folders/test" --preset cpu --device cpu \
+    --out "$out" $(resume "$out") --reuse-stage1 "$v2" --references "$sets" \
+    --progress jsonl "$@"
+}
 
 # 1. Kvasir-SEG -> CVC-ClinicDB
-base=bench/results/cpu-96px-v2
 forward=bench/results/cpu-ablation-tissue-style-4
-[ -f "$forward/results.json" ] || "$PY" -m AlignFlowLib.cli bench polyp --data "${DATA:-../shared/data/polyp}" \
-  --preset cpu --device cpu --out "$forward" $(resume "$forward") --reuse-stage1 "$base" --references "$sets" \
-  --progress jsonl "${style[@]}"
+polyp "${DATA:-../shared/data/polyp}" "$forward" "${style[@]}"
 pair_statistics "$forward"
 compare tissue-style-4-vs-cpu-96px-v2 "$forward:alignflow" "$base:alignflow"
 
@@ -74,28 +88,19 @@ shifted=bench/results/shifted-data-polyp
 control=bench/results/cpu-control-shifted-target
 all_pixels=bench/results/cpu-control-shifted-target-style-weight-4
 tissue=bench/results/cpu-control-shifted-target-tissue-style-4
-[ -f "$tissue/results.json" ] || "$PY" -m AlignFlowLib.cli bench polyp --data "$shifted" --preset cpu --device cpu \
-  --out "$tissue" $(resume "$tissue") --reuse-stage1 "$base" --references "$sets" --progress jsonl "${style[@]}"
+polyp "$shifted" "$tissue" "${style[@]}"
 pair_statistics "$tissue"
 compare shifted-target-tissue-style-4-vs-style-weight-4 "$tissue:alignflow" "$all_pixels:alignflow" \
   "$tissue:source_only" "$control:source_only" "$tissue:stage1_synthetic" "$control:stage1_synthetic"
 
 # 3. CVC-ClinicDB -> Kvasir-SEG
-folders=bench/results/pairs-data-cvc-to-kvasir
-[ -d "$folders/test" ] || { echo "run bench/reverse-pair-cpu.sh first: it writes $folders" >&2; exit 2; }
-v2=bench/results/cpu-pairs-cvc-to-kvasir-v2
 reverse=bench/results/cpu-pairs-cvc-to-kvasir-v2-tissue-style-4
-[ -f "$reverse/results.json" ] || "$PY" -m AlignFlowLib.cli bench pairs --source "$folders/source" \
-  --source-val "$folders/source_val" --pool "$folders/pool" --test "$folders/test" --preset cpu --device cpu \
-  --out "$reverse" $(resume "$reverse") --reuse-stage1 "$v2" --references "$sets" --progress jsonl "${style[@]}"
+reverse_pair "$reverse" "${style[@]}"
 pair_statistics "$reverse"
 compare pairs-cvc-to-kvasir-tissue-style-4-vs-v2 "$reverse:alignflow" "$v2:alignflow"
 
 # 4. CVC-ClinicDB -> Kvasir-SEG, style statistics over all pixels
 all_reverse=bench/results/cpu-pairs-cvc-to-kvasir-v2-style-weight-4
-[ -f "$all_reverse/results.json" ] || "$PY" -m AlignFlowLib.cli bench pairs --source "$folders/source" \
-  --source-val "$folders/source_val" --pool "$folders/pool" --test "$folders/test" --preset cpu --device cpu \
-  --out "$all_reverse" $(resume "$all_reverse") --reuse-stage1 "$v2" --references "$sets" --progress jsonl \
-  --set align.style_weight=4 --methods source_only,stage1_synthetic,alignflow
+reverse_pair "$all_reverse" --set align.style_weight=4 --methods source_only,stage1_synthetic,alignflow
 pair_statistics "$all_reverse"
 compare pairs-cvc-to-kvasir-tissue-vs-all-pixel-style-4 "$reverse:alignflow" "$all_reverse:alignflow"

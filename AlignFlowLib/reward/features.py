@@ -48,6 +48,12 @@ TISSUE_THRESHOLD = 0.1          # brightest channel, as a share of full scale, b
 TISSUE_FLOOR = 1e-3             # weight of a cell that sees non-tissue, relative to a clean cell's 1
 
 
+def dark_pixels(images: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) in [−1, 1] → (B, 1, H, W) bool: True where a pixel is not tissue (brightest channel below
+    TISSUE_THRESHOLD of full scale), the rule of `style_region="tissue"`."""
+    return (images.amax(1, keepdim=True) + 1) / 2 < TISSUE_THRESHOLD
+
+
 class FeatureExtractor(torch.nn.Module):
     """(B, C, H, W) in [−1, 1], C ∈ {1, 3} → (B, 1280 + 2·(32 + 24)) float32; frozen, differentiable in the input."""
 
@@ -125,7 +131,7 @@ class FeatureExtractor(torch.nn.Module):
         Non-tissue is spread with max-pools that copy the stem's and blocks 0-2's spatial layers (their 1x1
         convolutions do not widen the field); their zero padding, the image's edge, does not count as non-tissue."""
         net = self.net
-        seen = ((images.amax(1, keepdim=True) + 1) / 2 < TISSUE_THRESHOLD).float()     # (B, 1, H, W)
+        seen = dark_pixels(images).float()                                  # (B, 1, H, W)
         weights = []
         layers = [net._conv_stem] + [net._blocks[index]._depthwise_conv for index in range(STYLE_BLOCK_INDEX + 1)]
         for index, layer in enumerate(layers):
