@@ -8,7 +8,7 @@ import torch
 
 from ..config import DataConfig, ImageGeneratorConfig, MaskGeneratorConfig, to_dict
 from ..data.folders import PairSet
-from ..device import to_device
+from ..device import device_resident, to_device
 from ..events import EventCallback, ignore_events
 from ..models.velocity import VelocityUNet, drop_masks
 from .flow_matching import LossWeightFn, train_flow_model
@@ -38,12 +38,13 @@ def train_image_generator(pairs: PairSet, config: ImageGeneratorConfig, data_con
                           device: torch.device, checkpoint_path: Path, resume: bool = False,
                           on_event: EventCallback = ignore_events) -> VelocityUNet:
     """v_θ(x_t, t, m) on source pairs, with mask dropout for classifier-free guidance; returns the EMA model."""
-    images, masks = pairs.images, pairs.masks
+    images, masks = device_resident(pairs.images, device), device_resident(pairs.masks, device)
 
     def batch(generator: torch.Generator):
         index = torch.randint(len(images), (config.batch_size,), generator=generator)
-        # Copied first, augmented on the device: on a GPU the host stays ahead instead of flipping on one core.
-        x1, mask = random_flip(to_device(images[index], device), to_device(masks[index], device), generator=generator)
+        # Gathered and augmented on the device where the set fits there: on a GPU the host stays ahead.
+        x1, mask = to_device(images[index.to(images.device)], device), to_device(masks[index.to(masks.device)], device)
+        x1, mask = random_flip(x1, mask, generator=generator)
         return x1, drop_masks(mask, config.mask_dropout, generator)
 
     meta = {"data_channels": images.shape[1], "condition_channels": 1, "image_size_px": images.shape[-1],
@@ -82,11 +83,13 @@ def train_mask_generator(pairs: PairSet, config: MaskGeneratorConfig, device: to
         targets = pairs.masks * 2 - 1
     else:
         raise ValueError(f"unknown mask target {config.target!r}; choose binary or sdf")
+    targets = device_resident(targets, device)
 
     def batch(generator: torch.Generator):
         index = torch.randint(len(targets), (config.batch_size,), generator=generator)
         rotations = int(torch.randint(4, (1,), generator=generator))
-        m1 = random_flip(to_device(targets[index], device), generator=generator).rot90(rotations, dims=(-2, -1))
+        m1 = to_device(targets[index.to(targets.device)], device)
+        m1 = random_flip(m1, generator=generator).rot90(rotations, dims=(-2, -1))
         return m1.contiguous(), None
 
     meta = {"data_channels": 1, "condition_channels": 0, "image_size_px": targets.shape[-1],
