@@ -369,3 +369,37 @@ def test_tissue_style_statistics_have_no_gradient_into_the_border(start):
         border = torch.cat([gradient[..., start:, :].flatten(), gradient[..., :start, start:].flatten()])
         gradients[region] = border.max() / gradient[..., 20:40, 20:40].mean()
     assert gradients["all"] > 0.5 and gradients["tissue"] < 0.02, gradients
+
+
+def test_tissue_colour_reads_the_tissue_and_not_the_border():
+    from AlignFlowLib.reward import tissue_colour
+
+    letterbox, dark_border = _bordered(-1.0), _bordered(-0.85)
+    tissue_pixels = ((letterbox[..., 24:72, :] + 1) / 2).flatten(2)
+    expected = torch.cat([tissue_pixels.mean(-1), tissue_pixels.std(-1, unbiased=False)], dim=1)
+    # Over the tissue rows only, whatever the border's shade (up to the 1e-3 floor weight of dark pixels).
+    assert torch.allclose(tissue_colour(letterbox), expected, atol=2e-3)
+    assert torch.allclose(tissue_colour(dark_border), tissue_colour(letterbox), atol=2e-3)
+    # A frame without dark pixels gets its plain statistics; one without tissue falls back to them too.
+    bright = _images(2, size=32, seed=4) * 0.3 + 0.3
+    plain = ((bright + 1) / 2).flatten(2)
+    assert torch.allclose(tissue_colour(bright), torch.cat([plain.mean(-1), plain.std(-1, unbiased=False)], 1),
+                          atol=1e-5)
+    assert torch.isfinite(tissue_colour(torch.full((1, 3, 8, 8), -1.0))).all()
+    # Greyscale: one channel, two numbers.
+    assert tissue_colour(bright[:, :1]).shape == (2, 2)
+
+
+def test_tissue_colour_gradient_reaches_tissue_only_and_mmd_tells_colours_apart():
+    from AlignFlowLib.reward import mmd2_unbiased, tissue_colour
+
+    pixels = _bordered(-1.0).requires_grad_(True)
+    tissue_colour(pixels).sum().backward()
+    gradient = pixels.grad.abs()
+    assert gradient[..., 30:60, :].mean() > 0 and gradient[..., :24, :].max() < 1e-2 * gradient[..., 30:60, :].max()
+    reddish = _images(8, size=32, seed=5) * 0.2 + torch.tensor([0.4, -0.3, -0.4]).view(1, 3, 1, 1)
+    greenish = _images(8, size=32, seed=6) * 0.2 + torch.tensor([-0.4, 0.3, -0.4]).view(1, 3, 1, 1)
+    also_reddish = _images(8, size=32, seed=7) * 0.2 + torch.tensor([0.4, -0.3, -0.4]).view(1, 3, 1, 1)
+    far = mmd2_unbiased(tissue_colour(reddish), tissue_colour(greenish))
+    near = mmd2_unbiased(tissue_colour(reddish), tissue_colour(also_reddish))
+    assert far > 0.5 and near < 0.2 * far, (far, near)

@@ -1,5 +1,6 @@
 # Shell functions shared by the registered benchmark scripts (sourced; they set PY first and run from the repository
-# root). Each step is skipped when its output exists, so a cut-off script continues where it stopped.
+# root; polyp and reverse_pair also read $sets, $base and $v2). Each step is skipped when its output exists, so a
+# cut-off script continues where it stopped.
 
 # pair_statistics RUN: bench/pair_statistics.py on a benchmark folder -> bench/results/pair-statistics-NAME.json
 pair_statistics() {
@@ -15,4 +16,24 @@ compare() {
     [ -f "bench/results/$name-K$k.json" ] || "$PY" bench/compare_runs.py "$@" \
       --sets "K${k}_seed0,K${k}_seed1,K${k}_seed2" --out "bench/results/$name-K$k.json"
   done
+}
+
+# resume OUT: --resume when OUT holds a cut-off run
+resume() { [ -f "$1/run/config.json" ] && echo --resume || true; }
+
+# polyp DATA OUT [bench arguments...]: the polyp layout at DATA, stage 1 and the judge of $base reused.
+polyp() {
+  local data=$1 out=$2; shift 2
+  [ -f "$out/results.json" ] || "$PY" -m AlignFlowLib.cli bench polyp --data "$data" --preset cpu --device cpu \
+    --out "$out" $(resume "$out") --reuse-stage1 "$base" --references "$sets" --progress jsonl "$@"
+}
+
+# reverse_pair OUT [bench arguments...]: CVC-ClinicDB -> Kvasir-SEG folders, stage 1 and the judge of $v2 reused.
+reverse_pair() {
+  local out=$1 folders=bench/results/pairs-data-cvc-to-kvasir; shift
+  [ -d "$folders/test" ] || { echo "run bench/reverse-pair-cpu.sh first: it writes $folders" >&2; exit 2; }
+  [ -f "$out/results.json" ] || "$PY" -m AlignFlowLib.cli bench pairs --source "$folders/source" \
+    --source-val "$folders/source_val" --pool "$folders/pool" --test "$folders/test" --preset cpu --device cpu \
+    --out "$out" $(resume "$out") --reuse-stage1 "$v2" --references "$sets" \
+    --progress jsonl "$@"
 }

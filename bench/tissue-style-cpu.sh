@@ -58,23 +58,7 @@ sets=K10_seed0,K10_seed1,K10_seed2,K5_seed0,K5_seed1,K5_seed2
 base=bench/results/cpu-96px-v2               # stage 1 and judge of Kvasir-SEG -> CVC-ClinicDB (and the control)
 v2=bench/results/cpu-pairs-cvc-to-kvasir-v2  # stage 1 and judge of CVC-ClinicDB -> Kvasir-SEG
 style=(--set align.style_weight=4 --set align.style_region=tissue --methods source_only,stage1_synthetic,alignflow)
-resume() { [ -f "$1/run/config.json" ] && echo --resume || true; }  # continue a cut-off run
 source bench/steps.sh
-# polyp DATA OUT [bench arguments...]: the polyp layout at DATA, stage 1 and the judge of $base reused.
-polyp() {
-  local data=$1 out=$2; shift 2
-  [ -f "$out/results.json" ] || "$PY" -m AlignFlowLib.cli bench polyp --data "$data" --preset cpu --device cpu \
-    --out "$out" $(resume "$out") --reuse-stage1 "$base" --references "$sets" --progress jsonl "$@"
-}
-# reverse_pair OUT [bench arguments...]: CVC-ClinicDB -> Kvasir-SEG folders, stage 1 and the judge of $v2 reused.
-reverse_pair() {
-  local out=$1 folders=bench/results/pairs-data-cvc-to-kvasir; shift
-  [ -d "$folders/test" ] || { echo "run bench/reverse-pair-cpu.sh first: it writes $folders" >&2; exit 2; }
-  [ -f "$out/results.json" ] || "$PY" -m AlignFlowLib.cli bench pairs --source "$folders/source" \
-    --source-val "$folders/source_val" --pool "$folders/pool" --test "$folders/test" --preset cpu --device cpu \
-    --out "$out" $(resume "$out") --reuse-stage1 "$v2" --references "$sets" \
-    --progress jsonl "$@"
-}
 
 # 1. Kvasir-SEG -> CVC-ClinicDB
 forward=bench/results/cpu-ablation-tissue-style-4

@@ -4,6 +4,7 @@ Loss per step (DESIGN.md §2):
     L = MMD²_u(φ(G_θ(z, m)), φ(references))                      (the reward is −MMD²)
         + λ_anchor · L_FM(θ; source pairs)                        (stay a good generator of source anatomy)
         + λ_mask · BCE(S(G_θ(z, m)), m)                           (a frozen source segmenter still finds m)
+        + λ_colour · MMD²_u(c(G_θ(z, m)), c(references))          (c: colour over tissue, reward/colour.py; λ 0 = off)
 G_θ is the ODE sampler with gradients through its last k steps (DRaFT-k); φ is frozen EfficientNet-Lite0. With
 `reward_views`, φ scores random crops and flips of both the generated images and the references, new at every step.
 Early stopping uses MMD² to references held out from the reward; or, with the reward on all K references, MMD² to
@@ -33,6 +34,7 @@ from ..flow.path import flow_matching_loss, interpolate, sample_time
 from ..flow.sampler import sample_ode
 from ..models.lora import apply_lora, merge_lora
 from ..models.velocity import VelocityUNet, drop_masks, guided_velocity
+from ..reward.colour import tissue_colour
 from ..reward.features import load_feature_extractor
 from ..reward.mmd import mmd2_unbiased
 from ..reward.patch_swd import patch_swd, pyramid_levels, relative_patch_swd
@@ -64,7 +66,7 @@ class AlignResult:
     model: VelocityUNet                          # the aligned generator (adapters merged), eval mode
     best_step: int
     stopped_early: bool
-    # per step: loss, mmd, anchor, mask; per evaluation: eval_step and heldout_mmd, the selection criterion's value
+    # per step: loss, mmd, anchor, mask, colour; per evaluation: eval_step and heldout_mmd, the selection criterion's value
     # whatever the mode (relative patch SWD under patch_swd, whose stage-1 levels are in selection_baseline)
     history: dict[str, list] = field(default_factory=dict)
 
@@ -121,6 +123,7 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
         progress.log("K=1 reference: none can be held out, so early stopping is off and all steps run")
     reward_references = reference_views(references[reward_idx]).to(device)
     reward_features = _features(extractor, reward_references)
+    reward_colour = tissue_colour(reward_references)
     selection_references = reference_views(references[holdout_idx]) if holdout_idx else None
     if selection_references is not None and config.selection == "patch_swd":
         swd_references, swd_levels = selection_references.float().cpu(), pyramid_levels(min(references.shape[-2:]))
@@ -133,9 +136,15 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
     elif selection_references is not None:
         select_features = extractor if config.selection == "holdout" else extractor.selection_features
         holdout_features = _features(select_features, selection_references.to(device))
+        holdout_colour = tissue_colour(selection_references.to(device))
 
         def selection_distance(images: torch.Tensor) -> float:
-            return float(mmd2_unbiased(_features(select_features, images.to(device)), holdout_features, config.kernel))
+            images = images.to(device)
+            distance = mmd2_unbiased(_features(select_features, images), holdout_features, config.kernel)
+            if config.selection == "holdout" and config.colour_weight > 0:  # held out from the same reward
+                distance = distance + config.colour_weight * mmd2_unbiased(tissue_colour(images), holdout_colour,
+                                                                           config.kernel)
+            return float(distance)
 
     # Model: a trainable copy, fully or through low-rank adapters.
     model = copy.deepcopy(stage1_model).to(device).train()
@@ -167,7 +176,7 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
         return float(distributed.broadcast_from_main(value))
 
     step, best_step, best_metric, bad_evals, stopped_early = 0, 0, math.inf, 0, False
-    history: dict[str, list] = {"step": [], "loss": [], "mmd": [], "anchor": [], "mask": [],
+    history: dict[str, list] = {"step": [], "loss": [], "mmd": [], "anchor": [], "mask": [], "colour": [],
                                 "eval_step": [], "heldout_mmd": []}
     best_state = None
 
@@ -183,7 +192,7 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
         state = load_checkpoint(checkpoint_path)
         # Another criterion puts its best metric and step on another scale; other views or style, another objective.
         for name, default in (("selection", "holdout"), ("reward_views", False), ("style_region", "all"),
-                              ("style_weight", config.style_weight)):
+                              ("style_weight", config.style_weight), ("colour_weight", 0.0)):
             stored, wanted = state["config"].get(name, default), getattr(config, name)
             if stored != wanted:
                 raise RunFolderError(f"{checkpoint_path}: alignment was started with {name}={stored}, "
@@ -220,14 +229,22 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
         # term, so every rank scores the features of the whole global batch (gathered with their gradients).
         if config.clamp_reward_input:
             images = images.clamp(-1, 1)
-        rewarded, target_features = images, reward_features
+        rewarded, target_features, target_colour = images, reward_features, reward_colour
         if config.reward_views:  # fresh views of both sides; drawn for the global batch, so ranks agree
             crops = to_device(distributed.shard(random_view_transforms(config.batch_size, generator)), device)
             reference_crops = to_device(random_view_transforms(len(reward_references), generator), device)
             rewarded = apply_views(rewarded, crops)
-            target_features = _features(extractor, apply_views(reward_references, reference_crops))
+            viewed_references = apply_views(reward_references, reference_crops)
+            target_features = _features(extractor, viewed_references)
+            target_colour = tissue_colour(viewed_references)
         mmd = mmd2_unbiased(distributed.gather_rows(extractor(rewarded.float())), target_features, config.kernel)
         loss = mmd
+
+        # Colour over tissue: its own MMD², so its scale does not depend on the features'.
+        colour = torch.zeros((), device=device)
+        if config.colour_weight > 0:
+            colour = mmd2_unbiased(distributed.gather_rows(tissue_colour(rewarded)), target_colour, config.kernel)
+            loss = loss + config.colour_weight * colour
 
         # Anchor: the stage-1 flow-matching loss on source pairs.
         anchor = torch.zeros((), device=device)
@@ -261,9 +278,10 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
 
         # Report.
         history["step"].append(step)
-        metrics = {"loss": loss.item(), "mmd": mmd.item(), "anchor": anchor.item(), "mask": consistency.item()}
+        metrics = {"loss": loss.item(), "mmd": mmd.item(), "anchor": anchor.item(), "mask": consistency.item(),
+                   "colour": colour.item()}
         for key, value in metrics.items():
-            history[key].append(value)
+            history.setdefault(key, []).append(value)  # "colour" is absent from checkpoints written before it
 
         # Early stopping on the selection criterion.
         if selection_references is not None and (step % config.eval_every_steps == 0 or step == config.num_steps):
