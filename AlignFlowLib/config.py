@@ -152,7 +152,7 @@ class AlignConfig:
     # padding, an endoscope's black border; reward/features.py)
     style_region: Annotated[str, OneOf(("all", "tissue"))] = "all"
     # weight of a second MMD² on each image's colour over tissue (per-channel mean and std of the pixels,
-    # reward/colour.py), beside the feature MMD²; 0 turns it off
+    # reward/colour.py), beside the feature MMD²; with the rbf kernel each has its own bandwidth; 0 turns it off
     colour_weight: Annotated[float, NON_NEGATIVE] = 0.0
     # stage-1 flow-matching loss on source pairs (keeps the model a generator)
     anchor_weight: Annotated[float, NON_NEGATIVE] = 0.5

@@ -197,11 +197,20 @@ def test_style_over_tissue_changes_the_reward_and_is_not_resumed_over_all_pixels
 def test_colour_term_is_recorded_enters_the_loss_and_is_not_resumed_at_another_weight(stage1):
     config = replace(CONFIG.align, num_steps=1, eval_every_steps=1, checkpoint_every_steps=1)
     source, references = stage1["source"], stage1["references"].images
-    run = lambda name, weight, resume=False: align_generator(  # noqa: E731
-        stage1["model"], source.images, source.masks, references, replace(config, colour_weight=weight), DEVICE,
-        stage1["root"] / f"colour-{name}.pt", resume=resume).history
+    results = {}
+
+    def run(name, weight, resume=False, steps=1):
+        results[name] = align_generator(
+            stage1["model"], source.images, source.masks, references,
+            replace(config, colour_weight=weight, num_steps=steps), DEVICE, stage1["root"] / f"colour-{name}.pt",
+            resume=resume)
+        return results[name].history
+
     off, on = run("off", 0.0), run("on", 2.0)
     assert off["colour"] == [0.0] and on["colour"][0] != 0.0
+    # Its gradient reaches the generator: the same step with and without it ends at other weights.
+    assert any(not torch.equal(a, b) for a, b in zip(results["on"].model.state_dict().values(),
+                                                     results["off"].model.state_dict().values()))
     # Same seed, same first batch: the loss differs by the weighted colour MMD² alone.
     assert on["mmd"] == pytest.approx(off["mmd"], rel=1e-4, abs=1e-6)
     assert on["loss"][0] - off["loss"][0] == pytest.approx(2.0 * on["colour"][0], rel=1e-3, abs=1e-5)
@@ -209,3 +218,9 @@ def test_colour_term_is_recorded_enters_the_loss_and_is_not_resumed_at_another_w
     assert on["heldout_mmd"][0] != pytest.approx(off["heldout_mmd"][0], rel=1e-4)
     with pytest.raises(RunFolderError, match="colour_weight=2.0"):
         run("on", 1.0, resume=True)
+    # A checkpoint written before the term existed resumes with it off, its history filled in.
+    state = torch.load(stage1["root"] / "colour-off.pt", weights_only=True)
+    del state["config"]["colour_weight"], state["history"]["colour"]
+    torch.save(state, stage1["root"] / "colour-old.pt")
+    resumed = run("old", 0.0, resume=True, steps=2)
+    assert len(resumed["colour"]) == len(resumed["step"]) == 2

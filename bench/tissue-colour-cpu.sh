@@ -33,6 +33,11 @@
 #     only if, on Kvasir -> CVC, AlignFlow − source-only (its best non-generative method) is >= +3 with the interval's
 #     lower end above 0 at both K = 5 and K = 10, and it must then also hold on CVC -> Kvasir. Otherwise it stays an
 #     ablation, reported beside the others, whatever the control shows.
+# (Amended 2026-11-27, before any AlignFlow number existed: the first start was stopped after 9 minutes, in step 1's
+# stage-1-synthetic segmenters, when a review found that the colour term scored each reference four times: its flipped
+# copies have the same colour statistics, so they added identical points, which shrink the kernel's median bandwidth and
+# offset the logged values. Each reference's colour now counts once; the flipped copies stand in only where a side has a
+# single reference. The finished source-only and stage-1 segmenters, which do not use the term, are kept.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}

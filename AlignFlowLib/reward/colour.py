@@ -5,8 +5,8 @@ where colour was the whole gap (bench/shifted-target-cpu.sh), and the early-laye
 lowered on CVC-ClinicDB -> Kvasir-SEG while the tissue colour moved away from the references'
 (bench/tissue-style-cpu.sh). These descriptors are the colour itself, read from the pixels synthesis writes, over the
 pixels the `dark_pixels` rule calls tissue, so the letterbox and an endoscope's black border do not count. The
-alignment reward compares them with their own MMD² (its own median-heuristic bandwidth), so a weight of 1 puts the
-colour term on the deep term's footing whatever the features' scales.
+alignment reward compares them with their own MMD² (with the rbf kernel, its own median-heuristic bandwidth), so a
+weight of 1 puts the colour term on the deep term's footing whatever the features' scales.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from .features import TISSUE_FLOOR, dark_pixels
 
 
 def tissue_colour(images: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) in [−1, 1] → (B, 2C): each channel's mean and standard deviation over tissue, on the [0, 1] scale.
+    """(B, C, H, W) in [−1, 1] → (B, 2C): each channel's mean and standard deviation over tissue, as (x + 1) / 2.
 
-    Non-tissue pixels keep a weight of TISSUE_FLOOR (the rule is decided on the image, not differentiated), so an
-    image without tissue falls back continuously to its plain statistics. Differentiable in the tissue pixels."""
+    Non-tissue pixels keep a weight of TISSUE_FLOOR (the rule is a hard threshold decided on the image, not
+    differentiated), so an image without tissue gets its plain statistics. Differentiable in the tissue pixels."""
     if images.ndim != 4:
         raise ValueError(f"expected images (B, C, H, W), got shape {tuple(images.shape)}")
     images = images.float()

@@ -4,7 +4,7 @@ Loss per step (DESIGN.md §2):
     L = MMD²_u(φ(G_θ(z, m)), φ(references))                      (the reward is −MMD²)
         + λ_anchor · L_FM(θ; source pairs)                        (stay a good generator of source anatomy)
         + λ_mask · BCE(S(G_θ(z, m)), m)                           (a frozen source segmenter still finds m)
-        + λ_colour · MMD²_u(c(G_θ(z, m)), c(references))          (c: colour over tissue, reward/colour.py; λ 0 = off)
+        + λ_colour · MMD²_u(c(G_θ(z, m)), c(references))          (c: colour over tissue, reward/colour.py)
 G_θ is the ODE sampler with gradients through its last k steps (DRaFT-k); φ is frozen EfficientNet-Lite0. With
 `reward_views`, φ scores random crops and flips of both the generated images and the references, new at every step.
 Early stopping uses MMD² to references held out from the reward; or, with the reward on all K references, MMD² to
@@ -66,8 +66,8 @@ class AlignResult:
     model: VelocityUNet                          # the aligned generator (adapters merged), eval mode
     best_step: int
     stopped_early: bool
-    # per step: loss, mmd, anchor, mask, colour; per evaluation: eval_step and heldout_mmd, the selection criterion's value
-    # whatever the mode (relative patch SWD under patch_swd, whose stage-1 levels are in selection_baseline)
+    # per step: loss, mmd, anchor, mask, colour; per evaluation: eval_step and heldout_mmd, the selection criterion's
+    # value whatever the mode (relative patch SWD under patch_swd, whose stage-1 levels are in selection_baseline)
     history: dict[str, list] = field(default_factory=dict)
 
 
@@ -75,6 +75,13 @@ def _mask_consistency(segmenter: Any, images: torch.Tensor, masks: torch.Tensor)
     """BCE between a frozen segmenter's logits on generated images and their conditioning masks."""
     logits = segmenter.logits(images.float())
     return F.binary_cross_entropy_with_logits(logits.float(), masks.float())
+
+
+def _colour_of(references: torch.Tensor, flipped: torch.Tensor) -> torch.Tensor:
+    """Colour descriptors of the references themselves: flips do not change an image's colour statistics, so the
+    flipped copies would only add identical points (and shrink the kernel's median bandwidth). With a single
+    reference the copies stand in, since the unbiased MMD² needs two points a side."""
+    return tissue_colour(references if len(references) >= 2 else flipped).to(flipped.device)
 
 
 @torch.no_grad()
@@ -123,7 +130,7 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
         progress.log("K=1 reference: none can be held out, so early stopping is off and all steps run")
     reward_references = reference_views(references[reward_idx]).to(device)
     reward_features = _features(extractor, reward_references)
-    reward_colour = tissue_colour(reward_references)
+    reward_colour = _colour_of(references[reward_idx], reward_references)
     selection_references = reference_views(references[holdout_idx]) if holdout_idx else None
     if selection_references is not None and config.selection == "patch_swd":
         swd_references, swd_levels = selection_references.float().cpu(), pyramid_levels(min(references.shape[-2:]))
@@ -136,7 +143,7 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
     elif selection_references is not None:
         select_features = extractor if config.selection == "holdout" else extractor.selection_features
         holdout_features = _features(select_features, selection_references.to(device))
-        holdout_colour = tissue_colour(selection_references.to(device))
+        holdout_colour = _colour_of(references[holdout_idx], selection_references).to(device)
 
         def selection_distance(images: torch.Tensor) -> float:
             images = images.to(device)
@@ -203,6 +210,7 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
         step, history, best_step = state["step"], state["history"], state["best_step"]
         best_metric, bad_evals, stopped_early = state["best_metric"], state["bad_evals"], state["stopped_early"]
         best_state = state["best_model"] or None
+        history.setdefault("colour", [0.0] * len(history["step"]))  # checkpoints from before the term: it was off
         progress = StageProgress(on_event, "align", config.num_steps, start_step=step)
         progress.log(f"resumed from step {step}")
     elif selection_references is not None:
@@ -281,7 +289,7 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
         metrics = {"loss": loss.item(), "mmd": mmd.item(), "anchor": anchor.item(), "mask": consistency.item(),
                    "colour": colour.item()}
         for key, value in metrics.items():
-            history.setdefault(key, []).append(value)  # "colour" is absent from checkpoints written before it
+            history[key].append(value)
 
         # Early stopping on the selection criterion.
         if selection_references is not None and (step % config.eval_every_steps == 0 or step == config.num_steps):
