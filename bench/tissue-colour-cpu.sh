@@ -38,6 +38,15 @@
 # copies have the same colour statistics, so they added identical points, which shrink the kernel's median bandwidth and
 # offset the logged values. Each reference's colour now counts once; the flipped copies stand in only where a side has a
 # single reference. The finished source-only and stage-1 segmenters, which do not use the term, are kept.)
+# Results (2026-11-27, 2-core CPU; mDice in points, K = 10 then K = 5, paired 95 % intervals):
+#   1. (1064 s) AlignFlow 39.2, 36.2; − stage-1 +3.4 [−1.1, +7.7] (±3 missed), +0.5 [−5.4, +5.2]; − source-only
+#      −1.2, −4.1; +2.1, −0.2 against version 2's; tissue colour nearer on 6/6 (held). The rule did not fire.
+#   2. (1335 s) AlignFlow 26.8, 27.7; − stage-1 −7.0 [−12.2, −1.6], −6.1 [−9.6, −3.6] (±3 missed at both K);
+#      − source-only −11.5, −10.6; −5.0 [−8.9, −0.9], −3.1 [−8.8, +3.5] against version 2's (±3 missed at both K);
+#      tissue colour nearer on 6/6 (held); on two sets the letterbox and border were painted (dark share 0.0, 0.24).
+#   3. (1165 s) green first and nearer the references' tissue colour on 6/6 (held); AlignFlow 36.8, 37.4; − stage-1
+#      +36.6 [+29.0, +44.5], +37.2 [+29.8, +45.2] (held); +30.5, +25.1 against the version-2 control (held);
+#      − source-only +11.0 [+1.2, +20.4], +11.6 [+0.5, +22.7]; source-only and stage-1 equal the control's (held).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
