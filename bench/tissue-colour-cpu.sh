@@ -50,9 +50,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-sets=K10_seed0,K10_seed1,K10_seed2,K5_seed0,K5_seed1,K5_seed2
-base=bench/results/cpu-96px-v2               # stage 1 and judge of Kvasir-SEG -> CVC-ClinicDB (and the control)
-v2=bench/results/cpu-pairs-cvc-to-kvasir-v2  # stage 1 and judge of CVC-ClinicDB -> Kvasir-SEG
 colour=(--set align.colour_weight=1 --methods source_only,stage1_synthetic,alignflow)
 source bench/steps.sh
 
@@ -60,13 +57,13 @@ source bench/steps.sh
 forward=bench/results/cpu-ablation-tissue-colour-1
 polyp "${DATA:-../shared/data/polyp}" "$forward" "${colour[@]}"
 pair_statistics "$forward"
-compare tissue-colour-1-vs-cpu-96px-v2 "$forward:alignflow" "$base:alignflow"
+compare tissue-colour-1-vs-cpu-96px-v2 "$forward:alignflow" "$FORWARD_RUN:alignflow"
 
 # 2. CVC-ClinicDB -> Kvasir-SEG
 reverse=bench/results/cpu-pairs-cvc-to-kvasir-v2-tissue-colour-1
 reverse_pair "$reverse" "${colour[@]}"
 pair_statistics "$reverse"
-compare pairs-cvc-to-kvasir-tissue-colour-1-vs-v2 "$reverse:alignflow" "$v2:alignflow"
+compare pairs-cvc-to-kvasir-tissue-colour-1-vs-v2 "$reverse:alignflow" "$REVERSE_RUN:alignflow"
 
 # 3. The positive control
 shifted=bench/results/shifted-data-polyp

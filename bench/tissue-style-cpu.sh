@@ -54,9 +54,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
-sets=K10_seed0,K10_seed1,K10_seed2,K5_seed0,K5_seed1,K5_seed2
-base=bench/results/cpu-96px-v2               # stage 1 and judge of Kvasir-SEG -> CVC-ClinicDB (and the control)
-v2=bench/results/cpu-pairs-cvc-to-kvasir-v2  # stage 1 and judge of CVC-ClinicDB -> Kvasir-SEG
 style=(--set align.style_weight=4 --set align.style_region=tissue --methods source_only,stage1_synthetic,alignflow)
 source bench/steps.sh
 
@@ -64,7 +61,7 @@ source bench/steps.sh
 forward=bench/results/cpu-ablation-tissue-style-4
 polyp "${DATA:-../shared/data/polyp}" "$forward" "${style[@]}"
 pair_statistics "$forward"
-compare tissue-style-4-vs-cpu-96px-v2 "$forward:alignflow" "$base:alignflow"
+compare tissue-style-4-vs-cpu-96px-v2 "$forward:alignflow" "$FORWARD_RUN:alignflow"
 
 # 2. The positive control
 shifted=bench/results/shifted-data-polyp
@@ -81,7 +78,7 @@ compare shifted-target-tissue-style-4-vs-style-weight-4 "$tissue:alignflow" "$al
 reverse=bench/results/cpu-pairs-cvc-to-kvasir-v2-tissue-style-4
 reverse_pair "$reverse" "${style[@]}"
 pair_statistics "$reverse"
-compare pairs-cvc-to-kvasir-tissue-style-4-vs-v2 "$reverse:alignflow" "$v2:alignflow"
+compare pairs-cvc-to-kvasir-tissue-style-4-vs-v2 "$reverse:alignflow" "$REVERSE_RUN:alignflow"
 
 # 4. CVC-ClinicDB -> Kvasir-SEG, style statistics over all pixels
 all_reverse=bench/results/cpu-pairs-cvc-to-kvasir-v2-style-weight-4
