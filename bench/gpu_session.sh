@@ -12,6 +12,7 @@
 # The GPU machine's own torch is used (it has no registry); the versions are printed into the log.
 # The device tool carries at most 64 MiB with the tracked tree (about 22 MB on 2026-11-27); .gpu/whl is 19 MB and
 # .gpu/polyp 28 MB, so carry [".gpu/whl"] alone for steps 0-1 and [".gpu"] only while the sum stays under the limit.
+# At most eight files come back from OUT (2026-11-27: two more were dropped), which these steps stay within.
 set -u
 OUT=${1:?usage: gpu_session.sh OUT_DIR [DEADLINE_SECONDS]}
 DEADLINE=${2:-540}
@@ -37,7 +38,7 @@ done
 timeout "$(cap 70)" python3 bench/step_overhead.py --device cuda --model default --size 128 --batch 32 --steps 20 \
     --out "$OUT/step_overhead-run1-cuda.json" | grep -E "ratio|_s\""
 
-step "1. the eager profile of the stage-1 loop (its 40 s cap was too short last time)"
+step "1. the eager profile of the stage-1 loop with the training sets on the GPU (before: bench/results/h200-lease-2026-11-27)"
 timeout "$(cap 90)" python3 bench/profile_step.py --device cuda --out-dir "$OUT" | head -45
 
 step "2. every benchmark stage on CUDA with --compile (smoke preset, 2 worker processes on the one GPU)"
