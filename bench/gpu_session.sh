@@ -38,7 +38,7 @@ done
 timeout "$(cap 70)" python3 bench/step_overhead.py --device cuda --model default --size 128 --batch 32 --steps 20 \
     --out "$OUT/step_overhead-run1-cuda.json" | grep -E "ratio|_s\""
 
-step "1. the eager profile of the stage-1 loop with the training sets on the GPU (before: bench/results/h200-lease-2026-11-27)"
+step "1. the eager profile of the stage-1 loop, training sets on the GPU (before: h200-lease-2026-11-27)"
 timeout "$(cap 90)" python3 bench/profile_step.py --device cuda --out-dir "$OUT" | head -45
 
 step "2. every benchmark stage on CUDA with --compile (smoke preset, 2 worker processes on the one GPU)"
