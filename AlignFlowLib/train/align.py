@@ -130,7 +130,8 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
         progress.log("K=1 reference: none can be held out, so early stopping is off and all steps run")
     reward_references = reference_views(references[reward_idx]).to(device)
     reward_features = _features(extractor, reward_references)
-    reward_colour = _colour_of(references[reward_idx], reward_references)
+    scores_colour = config.colour_weight > 0
+    reward_colour = _colour_of(references[reward_idx], reward_references) if scores_colour else None
     selection_references = reference_views(references[holdout_idx]) if holdout_idx else None
     if selection_references is not None and config.selection == "patch_swd":
         swd_references, swd_levels = selection_references.float().cpu(), pyramid_levels(min(references.shape[-2:]))
@@ -143,12 +144,14 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
     elif selection_references is not None:
         select_features = extractor if config.selection == "holdout" else extractor.selection_features
         holdout_features = _features(select_features, selection_references.to(device))
-        holdout_colour = _colour_of(references[holdout_idx], selection_references).to(device)
+        scores_holdout_colour = scores_colour and config.selection == "holdout"  # held out from the same reward
+        if scores_holdout_colour:
+            holdout_colour = _colour_of(references[holdout_idx], selection_references).to(device)
 
         def selection_distance(images: torch.Tensor) -> float:
             images = images.to(device)
             distance = mmd2_unbiased(_features(select_features, images), holdout_features, config.kernel)
-            if config.selection == "holdout" and config.colour_weight > 0:  # held out from the same reward
+            if scores_holdout_colour:
                 distance = distance + config.colour_weight * mmd2_unbiased(tissue_colour(images), holdout_colour,
                                                                            config.kernel)
             return float(distance)
@@ -244,13 +247,14 @@ def align_generator(stage1_model: VelocityUNet, source_images: torch.Tensor, sou
             rewarded = apply_views(rewarded, crops)
             viewed_references = apply_views(reward_references, reference_crops)
             target_features = _features(extractor, viewed_references)
-            target_colour = tissue_colour(viewed_references)
+            if scores_colour:
+                target_colour = tissue_colour(viewed_references)
         mmd = mmd2_unbiased(distributed.gather_rows(extractor(rewarded.float())), target_features, config.kernel)
         loss = mmd
 
         # Colour over tissue: its own MMD², so its scale does not depend on the features'.
         colour = torch.zeros((), device=device)
-        if config.colour_weight > 0:
+        if scores_colour:
             colour = mmd2_unbiased(distributed.gather_rows(tissue_colour(rewarded)), target_colour, config.kernel)
             loss = loss + config.colour_weight * colour
 
